@@ -1,0 +1,165 @@
+//! History: per-node series, CSV export, fleet chart, metric list.
+
+use crate::app::{Call, Ctx};
+use crate::clock;
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::store::history::{metric_index, Series, METRICS};
+use serde_json::{json, Value};
+
+/// Points per series in a node's history, and per node in the fleet chart.
+pub const MAX_POINTS: i64 = 1000;
+pub const MAX_CHART_POINTS: i64 = 200;
+const MAX_WINDOW_S: i64 = 5 * 366 * 86400;
+
+/// The window from `from`/`to` (RFC 3339 or Unix seconds) or `hours=`.
+pub fn window(call: &Call, now: i64) -> Result<(i64, i64), ApiError> {
+    let q = |n| call.req.query(n);
+    let to = match q("to") {
+        Some(v) => clock::parse_time_param(v).map_err(|e| ApiError::field("to", e))?,
+        None => now,
+    };
+    let from = match (q("from"), q("hours")) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give either 'from' or 'hours', not both")),
+        (Some(v), None) => clock::parse_time_param(v).map_err(|e| ApiError::field("from", e))?,
+        (None, Some(h)) => {
+            let h: f64 = h
+                .parse()
+                .ok()
+                .filter(|h: &f64| h.is_finite() && *h > 0.0 && *h <= (MAX_WINDOW_S / 3600) as f64)
+                .ok_or_else(|| ApiError::field("hours", "must be a number above 0 and at most 43920"))?;
+            to - (h * 3600.0) as i64
+        }
+        (None, None) => to - 86400,
+    };
+    if from >= to {
+        return Err(ApiError::field("from", "must be before 'to'"));
+    }
+    if to - from > MAX_WINDOW_S {
+        return Err(ApiError::field("from", "the window is longer than 5 years"));
+    }
+    Ok((from, to))
+}
+
+fn metrics_param(call: &Call, name: &str, default: &str) -> Result<Vec<usize>, ApiError> {
+    let raw = call.req.query(name).unwrap_or(default);
+    let mut out = Vec::new();
+    for m in raw.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let i = metric_index(m).ok_or_else(|| {
+            ApiError::field(
+                name,
+                format!("unknown metric '{m}'; known: {}", METRICS.join(", ")),
+            )
+        })?;
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::field(name, "name at least one metric"));
+    }
+    Ok(out)
+}
+
+fn render_series(series: &Series, metrics: &[usize]) -> Value {
+    let mut by_metric = serde_json::Map::new();
+    for (k, &m) in metrics.iter().enumerate() {
+        let pts = &series.points[k];
+        by_metric.insert(
+            METRICS[m].into(),
+            json!({
+                "avg": pts.iter().map(|p| p.map(|p| p.avg)).collect::<Vec<_>>(),
+                "min": pts.iter().map(|p| p.map(|p| p.min)).collect::<Vec<_>>(),
+                "max": pts.iter().map(|p| p.map(|p| p.max)).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    Value::Object(by_metric)
+}
+
+pub fn metric_list(_: &mut Ctx, _: &Call) -> ApiResult {
+    let units = ["%", "%", "%", "", "", "", "%", "°C", "B/s", "B/s", "B/s", "B/s"];
+    let data: Vec<Value> = METRICS
+        .iter()
+        .zip(units)
+        .map(|(m, u)| json!({"name": m, "unit": u}))
+        .collect();
+    Ok(Reply::ok(&json!({"data": data, "total": data.len()})))
+}
+
+pub fn node_history(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let node = super::nodes::find(ctx, call.params.get("id"))?;
+    let metrics = metrics_param(call, "metrics", "cpu,memory")?;
+    let now = clock::now();
+    let (from, to) = window(call, now)?;
+    let series = ctx.store.history(&node.id, &metrics, from, to, MAX_POINTS, now)?;
+    Ok(Reply::ok(&json!({
+        "node_id": node.id,
+        "from": clock::rfc3339(from),
+        "to": clock::rfc3339(to),
+        "resolution_s": series.resolution_s,
+        "source": series.source,
+        "timestamps": series.timestamps.iter().map(|t| clock::rfc3339(*t)).collect::<Vec<_>>(),
+        "series": render_series(&series, &metrics),
+    })))
+}
+
+pub fn node_history_csv(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let node = super::nodes::find(ctx, call.params.get("id"))?;
+    let metrics = metrics_param(call, "metric", "cpu")?;
+    if metrics.len() != 1 {
+        return Err(ApiError::field("metric", "CSV export takes exactly one metric"));
+    }
+    let now = clock::now();
+    let (from, to) = window(call, now)?;
+    let series = ctx.store.history(&node.id, &metrics, from, to, MAX_POINTS, now)?;
+    let mut csv = String::from("timestamp,avg,min,max\n");
+    for (i, ts) in series.timestamps.iter().enumerate() {
+        if let Some(p) = series.points[0][i] {
+            csv.push_str(&format!(
+                "{},{},{},{}\n",
+                clock::rfc3339(*ts),
+                p.avg,
+                p.min,
+                p.max
+            ));
+        }
+    }
+    let filename = format!("{}-{}.csv", node.id, METRICS[metrics[0]]);
+    Ok(Reply::text(200, "text/csv; charset=utf-8", csv).with_header(
+        "Content-Disposition",
+        format!("attachment; filename=\"{filename}\""),
+    ))
+}
+
+pub fn charts(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let metrics = metrics_param(call, "metric", "cpu")?;
+    if metrics.len() != 1 {
+        return Err(ApiError::field(
+            "metric",
+            "the fleet chart takes exactly one metric",
+        ));
+    }
+    let now = clock::now();
+    let (from, to) = window(call, now)?;
+    let mut nodes = Vec::new();
+    let mut resolution = 0;
+    for n in ctx.store.nodes()? {
+        let s = ctx
+            .store
+            .history(&n.id, &metrics, from, to, MAX_CHART_POINTS, now)?;
+        resolution = s.resolution_s;
+        nodes.push(json!({
+            "id": n.id,
+            "name": n.name,
+            "timestamps": s.timestamps.iter().map(|t| clock::rfc3339(*t)).collect::<Vec<_>>(),
+            "avg": s.points[0].iter().map(|p| p.map(|p| p.avg)).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Reply::ok(&json!({
+        "metric": METRICS[metrics[0]],
+        "from": clock::rfc3339(from),
+        "to": clock::rfc3339(to),
+        "resolution_s": resolution,
+        "nodes": nodes,
+    })))
+}

@@ -1,0 +1,253 @@
+//! The API: one module per resource, each handler parse → authorise (done
+//! by the dispatcher from the route's access level) → store/engine → render.
+//! `ROUTES` is the single route table; the router, the OpenAPI check and the
+//! role-matrix test all read it.
+
+pub mod agent;
+pub mod auth;
+pub mod history;
+pub mod labwatch;
+pub mod nodes;
+pub mod system;
+pub mod tokens;
+pub mod users;
+
+use crate::app::{Call, Ctx, Shared};
+use crate::http::router::{Access, RouteShape};
+use crate::http::{ApiError, ApiResult, Reply};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use std::future::Future;
+use std::pin::Pin;
+
+pub type LocalFuture = Pin<Box<dyn Future<Output = ApiResult>>>;
+
+pub enum Handler {
+    /// Runs to completion with the context borrowed.
+    Sync(fn(&mut Ctx, &Call) -> ApiResult),
+    /// Awaits something (password hashing off-thread, a group commit).
+    Async(fn(Shared, Call) -> LocalFuture),
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: Handler,
+    pub summary: &'static str,
+}
+
+impl RouteShape for Route {
+    fn method(&self) -> &'static str {
+        self.method
+    }
+    fn pattern(&self) -> &'static str {
+        self.path
+    }
+}
+
+macro_rules! route {
+    ($m:literal, $p:literal, $a:ident, sync $h:path, $s:literal) => {
+        Route {
+            method: $m,
+            path: $p,
+            access: Access::$a,
+            handler: Handler::Sync($h),
+            summary: $s,
+        }
+    };
+    ($m:literal, $p:literal, $a:ident, async $h:path, $s:literal) => {
+        Route {
+            method: $m,
+            path: $p,
+            access: Access::$a,
+            handler: Handler::Async($h),
+            summary: $s,
+        }
+    };
+}
+
+pub static ROUTES: &[Route] = &[
+    // System
+    route!("GET", "/api/v1/health", Public, sync system::health, "Liveness, version and uptime"),
+    route!("GET", "/healthz", Public, sync system::healthz, "Plain liveness probe"),
+    route!("GET", "/api/v1/version", Public, sync system::version, "Server version"),
+    route!("GET", "/api/v1/openapi.json", Public, sync system::openapi, "This API as OpenAPI 3.1"),
+    // Auth and users
+    route!("POST", "/api/v1/auth/login", Public, async auth::login, "Sign in; returns a session token and sets a cookie"),
+    route!("POST", "/api/v1/auth/logout", Viewer, sync auth::logout, "End the current session"),
+    route!("GET", "/api/v1/auth/me", Viewer, sync auth::me, "Who am I"),
+    route!("POST", "/api/v1/auth/password", Viewer, async auth::change_password, "Change your own password"),
+    route!("GET", "/api/v1/auth/sessions", Viewer, sync auth::sessions, "Your active sessions"),
+    route!("DELETE", "/api/v1/auth/sessions/{id}", Viewer, sync auth::revoke_session, "Revoke one of your sessions (admins: any)"),
+    route!("POST", "/api/v1/auth/unlock", Admin, sync auth::unlock, "Reset the login rate limit for a username or IP"),
+    route!("GET", "/api/v1/users", Admin, sync users::list, "List users"),
+    route!("POST", "/api/v1/users", Admin, async users::create, "Create a user"),
+    route!("GET", "/api/v1/users/{username}", Admin, sync users::get, "One user"),
+    route!("PATCH", "/api/v1/users/{username}", Admin, async users::update, "Change a user's role or password"),
+    route!("DELETE", "/api/v1/users/{username}", Admin, sync users::delete, "Delete a user"),
+    route!("GET", "/api/v1/tokens", Admin, sync tokens::list, "List API tokens"),
+    route!("POST", "/api/v1/tokens", Admin, sync tokens::create, "Create an API token (value shown once)"),
+    route!("DELETE", "/api/v1/tokens/{id}", Admin, sync tokens::delete, "Delete an API token"),
+    // Nodes, enrollment, ingest
+    route!("POST", "/api/v1/enrollment-codes", Operator, sync agent::create_code, "One-time enrollment code for a new agent"),
+    route!("POST", "/api/v1/agent/enroll", Public, sync agent::enroll, "Trade an enrollment code for a node id and agent token"),
+    route!("POST", "/api/v1/agent/ingest", Agent, async agent::ingest, "Store one snapshot or a batch"),
+    route!("GET", "/api/v1/nodes", Viewer, sync nodes::list, "Nodes with status and a latest summary"),
+    route!("GET", "/api/v1/nodes/{id}", Viewer, sync nodes::get, "One node with its full latest snapshot"),
+    route!("PATCH", "/api/v1/nodes/{id}", Operator, sync nodes::update, "Rename, relabel or relocate a node"),
+    route!("DELETE", "/api/v1/nodes/{id}", Admin, sync nodes::delete, "Delete a node and all its data"),
+    route!("POST", "/api/v1/nodes/{id}/rotate-token", Admin, sync nodes::rotate_token, "Issue a new agent token (old one stops working)"),
+    route!("GET", "/api/v1/nodes/{id}/logs", Viewer, sync nodes::logs, "Recent log lines a labwatch agent sent"),
+    // History
+    route!("GET", "/api/v1/metrics", Viewer, sync history::metric_list, "The metrics history can chart"),
+    route!("GET", "/api/v1/nodes/{id}/history", Viewer, sync history::node_history, "History of chosen metrics, resolution picked automatically"),
+    route!("GET", "/api/v1/nodes/{id}/history.csv", Viewer, sync history::node_history_csv, "One metric's history as CSV"),
+    route!("GET", "/api/v1/charts", Viewer, sync history::charts, "Fleet chart: one metric for every node"),
+    // labwatch agents, unchanged
+    route!("POST", "/api/v1/register", AdminSecret, sync labwatch::register, "labwatch: register an agent (X-Admin-Secret)"),
+    route!("POST", "/api/v1/ingest", Agent, async labwatch::ingest, "labwatch: ingest a collectors payload"),
+    route!("POST", "/api/v1/lab/{lab_id}/logs", Agent, sync labwatch::logs, "labwatch: log lines"),
+];
+
+/// A JSON body into `T`; errors name the field (`a.b[2].c: invalid type`).
+pub fn body<T: DeserializeOwned>(call: &Call) -> Result<T, ApiError> {
+    let value = crate::engine::ingest::parse_json(&call.req.body)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(inner)
+        } else {
+            ApiError::field(&path, inner)
+        }
+    })
+}
+
+pub fn ser_time<S: Serializer>(ts: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*ts))
+}
+
+pub fn ser_time_opt<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(t) => s.serialize_str(&crate::clock::rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The list envelope with `limit` (1..=1000, default 100) and `offset`.
+pub fn list<T: Serialize>(call: &Call, items: Vec<T>) -> ApiResult {
+    let limit = match call.req.query("limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 1000")),
+        },
+    };
+    let offset = match call.req.query("offset") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::field("offset", "must be a whole number ≥ 0"))?,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+    Ok(Reply::ok(&serde_json::json!({
+        "data": page, "total": total, "limit": limit, "offset": offset
+    })))
+}
+
+/// Names and labels: printable, trimmed, bounded.
+pub fn check_name(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if v.len() > max {
+        return Err(ApiError::field(field, format!("must be at most {max} bytes")));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(ApiError::field(field, "must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn code_routes() -> BTreeSet<(String, String, String)> {
+        ROUTES
+            .iter()
+            .map(|r| {
+                (
+                    r.method.to_lowercase(),
+                    r.path.to_string(),
+                    r.access.as_str().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn openapi_document_lists_exactly_the_routes_in_code() {
+        let doc: serde_json::Value = serde_json::from_str(system::OPENAPI).expect("docs/openapi.json parses");
+        let mut documented = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths object") {
+            for (method, op) in ops.as_object().expect("operations object") {
+                let role = op["x-cairn-role"].as_str().unwrap_or("(missing x-cairn-role)");
+                if let Some(r) = ROUTES
+                    .iter()
+                    .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+                {
+                    assert_eq!(
+                        op["summary"].as_str(),
+                        Some(r.summary),
+                        "summary of {method} {path}"
+                    );
+                }
+                documented.insert((method.clone(), path.clone(), role.to_string()));
+            }
+        }
+        let code = code_routes();
+        let missing: Vec<_> = code.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&code).collect();
+        assert!(
+            missing.is_empty(),
+            "in code but not in docs/openapi.json (or role differs): {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "in docs/openapi.json but not in code (or role differs): {extra:?}"
+        );
+    }
+
+    #[test]
+    fn api_md_lists_every_route_with_its_role() {
+        let md = include_str!("../../../docs/API.md");
+        for r in ROUTES {
+            let line = format!("`{} {}`", r.method, r.path);
+            let found = md.lines().find(|l| l.starts_with(&format!("| {line}")));
+            let found = found.unwrap_or_else(|| panic!("docs/API.md does not list {line}"));
+            assert!(
+                found.contains(r.access.as_str()),
+                "docs/API.md lists {line} without its role '{}'",
+                r.access.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn route_patterns_are_unique() {
+        let mut seen = BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "duplicate route {} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Nodes: list with status, detail, rename/labels/location, token rotation,
+//! deletion with all data, logs.
+
+use super::{body, check_name};
+use crate::app::{Call, Ctx};
+use crate::clock;
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::security;
+use crate::store::history::{Sample, METRICS};
+use crate::store::nodes::Node;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A node is offline after this many missed intervals.
+pub const OFFLINE_AFTER_INTERVALS: i64 = 3;
+
+pub fn status(n: &Node, now: i64) -> &'static str {
+    match n.last_seen {
+        None => "pending",
+        Some(t) if now - t <= OFFLINE_AFTER_INTERVALS * n.interval_s.max(1) => "online",
+        Some(_) => "offline",
+    }
+}
+
+fn summary(sample: Option<&Sample>) -> Value {
+    match sample {
+        None => Value::Null,
+        Some(s) => {
+            let mut m = serde_json::Map::new();
+            for (i, name) in METRICS.iter().enumerate() {
+                m.insert((*name).into(), json!(s.values[i]));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+fn render(n: &Node, now: i64, summary: Value) -> Value {
+    json!({
+        "id": n.id,
+        "name": n.name,
+        "hostname": n.hostname,
+        "kind": n.kind,
+        "os": n.os,
+        "arch": n.arch,
+        "agent_version": n.agent_version,
+        "labels": n.labels,
+        "location": n.location,
+        "interval_s": n.interval_s,
+        "status": status(n, now),
+        "online": status(n, now) == "online",
+        "created_at": clock::rfc3339(n.created_at),
+        "last_seen": n.last_seen.map(clock::rfc3339),
+        "summary": summary,
+    })
+}
+
+pub fn find(ctx: &Ctx, id: &str) -> Result<Node, ApiError> {
+    ctx.store
+        .node(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no node '{id}'")))
+}
+
+pub fn list(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let now = clock::now();
+    let latest = ctx.store.latest_samples()?;
+    let status_filter = call.req.query("status");
+    if let Some(s) = status_filter {
+        if !matches!(s, "online" | "offline" | "pending") {
+            return Err(ApiError::field("status", "must be online, offline or pending"));
+        }
+    }
+    let nodes: Vec<Value> = ctx
+        .store
+        .nodes()?
+        .iter()
+        .filter(|n| status_filter.is_none_or(|s| status(n, now) == s))
+        .map(|n| render(n, now, summary(latest.get(&n.id))))
+        .collect();
+    super::list(call, nodes)
+}
+
+pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let n = find(ctx, call.params.get("id"))?;
+    let now = clock::now();
+    let latest: Value = n
+        .latest
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let summary = ctx.store.latest_samples()?.remove(&n.id);
+    let mut v = render(&n, now, self::summary(summary.as_ref()));
+    v["latest"] = latest;
+    v["alerts"] = json!([]);
+    Ok(Reply::ok(&v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodePatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+pub fn update(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let n = find(ctx, call.params.get("id"))?;
+    let input: NodePatch = body(call)?;
+    let name = input
+        .name
+        .as_deref()
+        .map(|v| check_name("name", v, 100))
+        .transpose()?;
+    if let Some(labels) = &input.labels {
+        if labels.len() > 32 {
+            return Err(ApiError::field("labels", "at most 32 labels"));
+        }
+        for (k, v) in labels {
+            let ok_key = !k.is_empty()
+                && k.len() <= 64
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            if !ok_key {
+                return Err(ApiError::field(
+                    &format!("labels.{k}"),
+                    "keys are 1–64 of letters, digits, '-', '_', '.', '/'",
+                ));
+            }
+            if v.len() > 128 || v.chars().any(|c| c.is_control()) {
+                return Err(ApiError::field(
+                    &format!("labels.{k}"),
+                    "values are at most 128 printable characters",
+                ));
+            }
+        }
+    }
+    if let Some(l) = &input.location {
+        if l.len() > 200 || l.chars().any(|c| c.is_control()) {
+            return Err(ApiError::field("location", "at most 200 printable characters"));
+        }
+    }
+    ctx.store.update_node_meta(
+        &n.id,
+        name.as_deref(),
+        input.labels.as_ref(),
+        input.location.as_deref(),
+    )?;
+    get(ctx, call)
+}
+
+pub fn delete(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let n = find(ctx, call.params.get("id"))?;
+    ctx.store.delete_node(&n.id)?;
+    log::info!("node {} ({}) deleted with all its data", n.id, n.name);
+    Ok(Reply::no_content())
+}
+
+pub fn rotate_token(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let n = find(ctx, call.params.get("id"))?;
+    if n.kind == "local" {
+        return Err(ApiError::bad_request(
+            "the built-in local node has no agent token",
+        ));
+    }
+    let token = security::new_token("cairn_a_");
+    ctx.store.set_node_token(&n.id, &security::hash_secret(&token))?;
+    Ok(Reply::ok(&json!({"node_id": n.id, "token": token})))
+}
+
+pub fn logs(ctx: &mut Ctx, call: &Call) -> ApiResult {
+    let n = find(ctx, call.params.get("id"))?;
+    let entries: Vec<Value> = ctx
+        .store
+        .logs(&n.id, 1000)?
+        .into_iter()
+        .map(|e| json!({"ts": e.ts, "source": e.source, "level": e.level, "message": e.message, "unit": e.unit}))
+        .collect();
+    super::list(call, entries)
+}

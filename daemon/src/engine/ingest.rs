@@ -1,0 +1,350 @@
+//! Ingest: parse and validate snapshots, then store them with group commit.
+//! Requests queue their validated rows; one committer task writes everything
+//! queued in a single transaction and only then answers each request, so an
+//! acknowledged snapshot is always on disk and many agents share one fsync.
+
+use crate::app::Shared;
+use crate::clock;
+use crate::engine::validate;
+use crate::http::ApiError;
+use crate::store::history::{DiskSample, NetSample, Sample};
+use crate::store::Store;
+use cairn_wire::Snapshot;
+use serde_json::Value;
+
+/// Snapshots this far in the future are refused: a clock this wrong would
+/// poison every chart.
+pub const MAX_FUTURE_S: i64 = 300;
+
+/// One validated snapshot, ready to store.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub ts: i64,
+    pub sample: Sample,
+    pub disks: Vec<DiskSample>,
+    pub nets: Vec<NetSample>,
+    /// The snapshot as the node's "latest" (JSON text).
+    pub latest: String,
+    pub system: (String, String, String),
+}
+
+/// (newly stored, already stored)
+pub type Outcome = Result<(u32, u32), ApiError>;
+
+struct Pending {
+    node_id: String,
+    items: Vec<Item>,
+    done: async_channel::Sender<Outcome>,
+}
+
+pub struct IngestQueue {
+    pending: Vec<Pending>,
+    wake: async_channel::Sender<()>,
+}
+
+impl IngestQueue {
+    pub fn new() -> (IngestQueue, async_channel::Receiver<()>) {
+        let (wake, rx) = async_channel::bounded(1);
+        (
+            IngestQueue {
+                pending: Vec::new(),
+                wake,
+            },
+            rx,
+        )
+    }
+
+    /// Queues items for the next group commit; the receiver yields the outcome
+    /// once they are committed (or failed).
+    pub fn submit(&mut self, node_id: String, items: Vec<Item>) -> async_channel::Receiver<Outcome> {
+        let (done, rx) = async_channel::bounded(1);
+        self.pending.push(Pending { node_id, items, done });
+        let _ = self.wake.try_send(());
+        rx
+    }
+}
+
+/// The group-commit loop. Runs forever on the executor.
+pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
+    while wake.recv().await.is_ok() {
+        // Let every request task that is already runnable queue its rows first.
+        smol::future::yield_now().await;
+        let mut ctx = shared.borrow_mut();
+        let batch = std::mem::take(&mut ctx.ingest.pending);
+        if batch.is_empty() {
+            continue;
+        }
+        let results = commit(&mut ctx.store, &batch);
+        drop(ctx);
+        for (p, r) in batch.into_iter().zip(results) {
+            let _ = p.done.try_send(r);
+        }
+    }
+}
+
+fn commit(store: &mut Store, batch: &[Pending]) -> Vec<Outcome> {
+    let fail_all = |e: rusqlite::Error| -> Vec<Outcome> {
+        let err = ApiError::internal(format!("committing ingest batch: {e}"));
+        batch.iter().map(|_| Err(err.clone())).collect()
+    };
+    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
+        return fail_all(e);
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for p in batch {
+        // A savepoint per request: one failing node (deleted meanwhile, say)
+        // does not cost the others their commit.
+        let r = store
+            .conn
+            .execute_batch("SAVEPOINT one")
+            .and_then(|_| store_items(store, &p.node_id, &p.items));
+        match r {
+            Ok(counts) => {
+                let _ = store.conn.execute_batch("RELEASE one");
+                results.push(Ok(counts));
+            }
+            Err(e) => {
+                let _ = store.conn.execute_batch("ROLLBACK TO one; RELEASE one");
+                results.push(Err(ApiError::internal(format!(
+                    "storing snapshots of {}: {e}",
+                    p.node_id
+                ))));
+            }
+        }
+    }
+    if let Err(e) = store.conn.execute_batch("COMMIT") {
+        let _ = store.conn.execute_batch("ROLLBACK");
+        return fail_all(e);
+    }
+    results
+}
+
+fn store_items(store: &Store, node_id: &str, items: &[Item]) -> rusqlite::Result<(u32, u32)> {
+    let (mut new, mut dup) = (0, 0);
+    let mut newest: Option<&Item> = None;
+    for item in items {
+        if store.insert_sample(node_id, &item.sample, &item.disks, &item.nets)? {
+            new += 1;
+            store.mark_rollup_dirty(node_id, item.ts)?;
+        } else {
+            dup += 1;
+        }
+        if newest.is_none_or(|n| item.ts >= n.ts) {
+            newest = Some(item);
+        }
+    }
+    if let Some(item) = newest {
+        store.set_node_latest(node_id, item.ts, &item.latest)?;
+        let (os, arch, ver) = &item.system;
+        if !os.is_empty() || !arch.is_empty() || !ver.is_empty() {
+            store.update_node_system(node_id, os, arch, ver)?;
+        }
+    }
+    Ok((new, dup))
+}
+
+/// Parses a request body as JSON, mapping parser failures to a 400.
+/// serde_json bounds nesting at 128 levels and rejects NaN/Infinity.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty; JSON expected"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(400, "malformed_json", format!("malformed JSON: {e}")))
+}
+
+/// A cairn-agent body: one snapshot or `{"snapshots": [...]}`.
+pub fn parse_native(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
+    let value = parse_json(body)?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    if let Some(list) = obj.remove("snapshots") {
+        let Value::Array(list) = list else {
+            return Err(ApiError::field("snapshots", "must be an array"));
+        };
+        if list.is_empty() {
+            return Err(ApiError::field("snapshots", "is empty"));
+        }
+        if list.len() > cairn_wire::MAX_BATCH {
+            return Err(ApiError::field(
+                "snapshots",
+                format!(
+                    "has {} entries; at most {} per request",
+                    list.len(),
+                    cairn_wire::MAX_BATCH
+                ),
+            ));
+        }
+        list.into_iter()
+            .enumerate()
+            .map(|(i, v)| native_item(v, &format!("snapshots[{i}]."), now))
+            .collect()
+    } else {
+        Ok(vec![native_item(Value::Object(obj), "", now)?])
+    }
+}
+
+fn native_item(v: Value, prefix: &str, now: i64) -> Result<Item, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::field(
+            prefix.trim_end_matches('.'),
+            "must be a JSON object",
+        ));
+    }
+    let snap: Snapshot = serde_path_to_error::deserialize(&v).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::field(&format!("{prefix}{path}"), e.into_inner())
+    })?;
+    to_item(snap, Some(v), prefix, now)
+}
+
+/// Validates a snapshot and derives its stored rows. `raw` is the JSON to keep
+/// as the node's latest (it may carry collectors we do not model yet).
+pub fn to_item(snap: Snapshot, raw: Option<Value>, prefix: &str, now: i64) -> Result<Item, ApiError> {
+    let tpath = format!("{prefix}timestamp");
+    if snap.timestamp.is_empty() {
+        return Err(ApiError::field(&tpath, "is required (RFC 3339 UTC)"));
+    }
+    let ts = clock::parse_iso8601(&snap.timestamp).map_err(|e| ApiError::field(&tpath, e))?;
+    if ts > now + MAX_FUTURE_S {
+        return Err(ApiError::field(
+            &tpath,
+            format!("is {} s in the future; check the agent's clock", ts - now),
+        ));
+    }
+    if ts < 946_684_800 {
+        return Err(ApiError::field(&tpath, "is before the year 2000"));
+    }
+    validate::snapshot(&snap, prefix)?;
+    let sample = sample_of(ts, &snap);
+    let disks = snap
+        .disks
+        .iter()
+        .map(|d| DiskSample {
+            mount: d.mount.clone(),
+            used_percent: d.used_percent,
+            used_bytes: d.used_bytes,
+            total_bytes: d.total_bytes,
+        })
+        .collect();
+    let nets = snap
+        .net
+        .iter()
+        .map(|n| NetSample {
+            interface: n.interface.clone(),
+            rx: n.rx_bytes_per_s,
+            tx: n.tx_bytes_per_s,
+        })
+        .collect();
+    let latest = match raw {
+        Some(v) => v.to_string(),
+        None => serde_json::to_string(&snap).unwrap_or_default(),
+    };
+    Ok(Item {
+        ts,
+        sample,
+        disks,
+        nets,
+        latest,
+        system: (
+            snap.system.os.clone(),
+            snap.system.arch.clone(),
+            snap.system.agent_version.clone(),
+        ),
+    })
+}
+
+/// The wide row: fleet-level numbers of one snapshot.
+pub fn sample_of(ts: i64, s: &Snapshot) -> Sample {
+    let max = |it: &mut dyn Iterator<Item = f64>| {
+        it.fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let sum =
+        |it: &mut dyn Iterator<Item = f64>| it.fold(None, |m: Option<f64>, v| Some(m.unwrap_or(0.0) + v));
+    let has_mem = s.memory.total_bytes > 0 || s.memory.used_percent > 0.0;
+    Sample {
+        ts,
+        values: [
+            Some(s.cpu.total_percent),
+            has_mem.then_some(s.memory.used_percent),
+            (s.memory.swap_total_bytes > 0).then_some(s.memory.swap_percent),
+            Some(s.load.load1),
+            Some(s.load.load5),
+            Some(s.load.load15),
+            max(&mut s.disks.iter().map(|d| d.used_percent)),
+            max(&mut s.temperatures.iter().map(|t| t.celsius)),
+            sum(&mut s.net.iter().map(|n| n.rx_bytes_per_s)),
+            sum(&mut s.net.iter().map(|n| n.tx_bytes_per_s)),
+            sum(&mut s.disk_io.iter().map(|d| d.read_bytes_per_s)),
+            sum(&mut s.disk_io.iter().map(|d| d.write_bytes_per_s)),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_445_400;
+
+    #[test]
+    fn single_and_batch_bodies() {
+        let one = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5}}"#;
+        let items = parse_native(one, NOW).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].sample.values[0], Some(12.5));
+        let batch =
+            br#"{"snapshots":[{"timestamp":"2026-11-23T14:48:00Z"},{"timestamp":"2026-11-23T14:49:00Z"}]}"#;
+        assert_eq!(parse_native(batch, NOW).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: [(&[u8], &str); 7] = [
+            (
+                br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":"NaN"}}"#,
+                "cpu.total_percent",
+            ),
+            (
+                br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":150}}"#,
+                "cpu.total_percent",
+            ),
+            (br#"{"timestamp":"2026-11-23T15:49:00Z"}"#, "timestamp"),
+            (br#"{"cpu":{}}"#, "timestamp"),
+            (
+                br#"{"snapshots":[{"timestamp":"2026-11-23T14:49:00Z"},{"timestamp":"x"}]}"#,
+                "snapshots[1].timestamp",
+            ),
+            (
+                br#"{"timestamp":"2026-11-23T14:49:00Z","disks":[{"used_percent":-1}]}"#,
+                "disks[0].used_percent",
+            ),
+            (
+                br#"{"timestamp":"2026-11-23T14:49:00Z","memory":{"total_bytes":-5}}"#,
+                "memory.total_bytes",
+            ),
+        ];
+        for (body, field) in cases {
+            let e = parse_native(body, NOW).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(field), "{} does not name {field}", e.message);
+        }
+    }
+
+    #[test]
+    fn hostile_bodies_are_rejected() {
+        for body in [
+            &b"{\"zzz\":["[..],
+            b"{\"a\":1,\"name\":\"n\",\"extra\":}",
+            b"",
+            b"\xff\xfe",
+            b"[1,2]",
+            b"{\"timestamp\": 1e999}",
+        ] {
+            assert_eq!(parse_native(body, NOW).unwrap_err().status, 400);
+        }
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse_native(deep.as_bytes(), NOW).unwrap_err().status, 400);
+    }
+}

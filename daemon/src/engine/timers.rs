@@ -1,0 +1,39 @@
+//! Periodic upkeep on the executor: rollups every minute, retention and
+//! login-throttle pruning every hour (and once at start).
+
+use crate::app::Shared;
+use async_io::Timer;
+use std::time::Duration;
+
+pub async fn rollups(shared: Shared) {
+    loop {
+        {
+            let mut ctx = shared.borrow_mut();
+            if let Err(e) = ctx.store.roll_up(crate::clock::now()) {
+                log::error!("rollup pass failed: {e}");
+            }
+        }
+        Timer::after(Duration::from_secs(60)).await;
+    }
+}
+
+pub async fn retention(shared: Shared) {
+    loop {
+        {
+            let ctx = shared.borrow();
+            let now = crate::clock::now();
+            match ctx.store.apply_retention(now) {
+                Ok(n) if n > 0 => log::info!("retention removed {n} rows"),
+                Ok(_) => {}
+                Err(e) => log::error!("retention pass failed: {e}"),
+            }
+            if let Err(e) = ctx
+                .store
+                .prune_login_failures(now - crate::api::auth::THROTTLE_WINDOW_S)
+            {
+                log::error!("pruning login failures failed: {e}");
+            }
+        }
+        Timer::after(Duration::from_secs(3600)).await;
+    }
+}

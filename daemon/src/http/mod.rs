@@ -1,0 +1,191 @@
+//! The HTTP front. tiny-http owns sockets and parses request heads on its own
+//! threads (with the vendored patch's connection cap and socket timeouts);
+//! here each request gets a short-lived thread that reads the body under a
+//! size limit and a deadline, hands a plain `HttpRequest` to the executor over
+//! a channel and writes the reply back. Nothing in this module touches state,
+//! so a client that stalls mid-body or never reads its reply only ever holds
+//! its own thread.
+
+pub mod reply;
+pub mod request;
+pub mod router;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use reply::{ApiError, ApiResult, Reply};
+pub use request::HttpRequest;
+
+/// A request on its way to the executor, with the way back.
+pub struct Incoming {
+    pub req: HttpRequest,
+    pub reply: async_channel::Sender<Reply>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FrontLimits {
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    /// Socket read/write timeout: how long a peer may stay silent.
+    pub io_timeout: Duration,
+    /// Total time allowed to receive one request body.
+    pub body_deadline: Duration,
+}
+
+impl Default for FrontLimits {
+    fn default() -> Self {
+        FrontLimits {
+            max_body_bytes: 1024 * 1024,
+            max_connections: 512,
+            io_timeout: Duration::from_secs(10),
+            body_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Front {
+    server: Arc<tiny_http::Server>,
+}
+
+impl Front {
+    pub fn start(
+        listener: TcpListener,
+        limits: FrontLimits,
+        to_executor: async_channel::Sender<Incoming>,
+    ) -> Result<Front, String> {
+        let server_limits = tiny_http::ServerLimits {
+            max_connections: limits.max_connections,
+            read_timeout: Some(limits.io_timeout),
+            write_timeout: Some(limits.io_timeout),
+            ..tiny_http::ServerLimits::default()
+        };
+        let server = tiny_http::Server::from_listener_with_limits(listener, None, server_limits)
+            .map_err(|e| format!("starting HTTP server: {e}"))?;
+        let server = Arc::new(server);
+        let accept = server.clone();
+        std::thread::Builder::new()
+            .name("http-dispatch".into())
+            .spawn(move || loop {
+                match accept.recv() {
+                    Ok(rq) => {
+                        let tx = to_executor.clone();
+                        let limits = limits.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("http-request".into())
+                            .spawn(move || serve_one(rq, &limits, &tx));
+                        if let Err(e) = spawned {
+                            log::error!("cannot spawn a request thread: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("HTTP server stopped accepting: {e}");
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("spawning HTTP dispatcher: {e}"))?;
+        Ok(Front { server })
+    }
+
+    pub fn stop(&self) {
+        self.server.unblock();
+    }
+}
+
+fn serve_one(mut rq: tiny_http::Request, limits: &FrontLimits, tx: &async_channel::Sender<Incoming>) {
+    let reply = match read_request(&mut rq, limits) {
+        Ok(req) => {
+            let (reply_tx, reply_rx) = async_channel::bounded(1);
+            if tx.send_blocking(Incoming { req, reply: reply_tx }).is_err() {
+                ApiError::new(503, "shutting_down", "the server is shutting down").into_reply()
+            } else {
+                reply_rx.recv_blocking().unwrap_or_else(|_| {
+                    ApiError::new(503, "shutting_down", "the server is shutting down").into_reply()
+                })
+            }
+        }
+        Err(err) => err.into_reply(),
+    };
+    respond(rq, reply);
+}
+
+fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<HttpRequest, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "request body exceeds the limit of {} bytes",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    // Chunked bodies are refused: tiny-http neither bounds a chunk-size line
+    // nor drains an unread chunked body. Every client we serve (agents, curl,
+    // browsers) sends Content-Length.
+    let chunked = rq
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Transfer-Encoding") && !h.value.as_str().eq_ignore_ascii_case("identity"));
+    if chunked {
+        return Err(ApiError::new(
+            411,
+            "length_required",
+            "send the body with a Content-Length header (chunked transfer encoding is not accepted)",
+        ));
+    }
+    if rq.body_length().is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large());
+    }
+    let deadline = Instant::now() + limits.body_deadline;
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let reader = rq.as_reader();
+    loop {
+        // Each read is bounded by the socket timeout; the loop by the deadline.
+        if Instant::now() > deadline {
+            return Err(ApiError::new(
+                408,
+                "request_timeout",
+                "request body took too long to arrive",
+            ));
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                if body.len() + n > limits.max_body_bytes {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(ApiError::new(
+                    408,
+                    "request_timeout",
+                    format!("reading the request body failed: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(HttpRequest::from_tiny(rq, body))
+}
+
+fn respond(rq: tiny_http::Request, reply: Reply) {
+    let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+    let mut add = |name: &str, value: &str| {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            resp.add_header(h);
+        }
+    };
+    add("Content-Type", reply.content_type);
+    add("X-Content-Type-Options", "nosniff");
+    add("Cache-Control", "no-store");
+    for (name, value) in &reply.headers {
+        add(name, value);
+    }
+    if let Err(e) = rq.respond(resp) {
+        log::debug!("writing a response failed (client gone?): {e}");
+    }
+}

@@ -1,0 +1,355 @@
+//! Raw samples and history queries. A query picks its source (raw or a
+//! rollup) and a bucket width so that no series exceeds the caller's point
+//! budget, and reads the rollup only up to its watermark: the tail past it
+//! comes from raw samples, so charts always reach the latest snapshot.
+
+use super::rollup;
+use super::Store;
+use rusqlite::params;
+use std::collections::BTreeMap;
+
+/// The core per-node metrics, one column each in `samples` and the rollups.
+pub const METRICS: [&str; 12] = [
+    "cpu",
+    "memory",
+    "swap",
+    "load1",
+    "load5",
+    "load15",
+    "disk",
+    "temperature",
+    "net_rx",
+    "net_tx",
+    "disk_read",
+    "disk_write",
+];
+
+pub fn metric_index(name: &str) -> Option<usize> {
+    METRICS.iter().position(|m| *m == name)
+}
+
+/// One row of `samples`: values in METRICS order; None where the host had none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub ts: i64,
+    pub values: [Option<f64>; 12],
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DiskSample {
+    pub mount: String,
+    pub used_percent: f64,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NetSample {
+    pub interface: String,
+    pub rx: f64,
+    pub tx: f64,
+}
+
+/// One aggregated point.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Point {
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub source: &'static str,
+    pub resolution_s: i64,
+    pub timestamps: Vec<i64>,
+    /// Per requested metric, aligned with `timestamps`; None where no data.
+    pub points: Vec<Vec<Option<Point>>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Acc {
+    sum: f64,
+    n: i64,
+    min: f64,
+    max: f64,
+}
+
+impl Acc {
+    fn add(&mut self, sum: f64, n: i64, min: f64, max: f64) {
+        if n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            self.min = min;
+            self.max = max;
+        } else {
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+        self.sum += sum;
+        self.n += n;
+    }
+    fn point(&self) -> Option<Point> {
+        (self.n > 0).then(|| Point {
+            avg: self.sum / self.n as f64,
+            min: self.min,
+            max: self.max,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts one snapshot's rows; false if (node, ts) was already stored.
+    pub fn insert_sample(
+        &self,
+        node_id: &str,
+        s: &Sample,
+        disks: &[DiskSample],
+        nets: &[NetSample],
+    ) -> rusqlite::Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO samples (node_id, ts, cpu, memory, swap, load1, load5, load15, disk,
+                 temperature, net_rx, net_tx, disk_read, disk_write)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let v = &s.values;
+        let inserted = st.execute(params![
+            node_id, s.ts, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]
+        ])? > 0;
+        if !inserted {
+            return Ok(false);
+        }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO disk_samples (node_id, ts, mount, used_percent, used_bytes, total_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for d in disks {
+            st.execute(params![
+                node_id,
+                s.ts,
+                d.mount,
+                d.used_percent,
+                d.used_bytes as i64,
+                d.total_bytes as i64
+            ])?;
+        }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO net_samples (node_id, ts, interface, rx, tx) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for n in nets {
+            st.execute(params![node_id, s.ts, n.interface, n.rx, n.tx])?;
+        }
+        Ok(true)
+    }
+
+    /// History of `metrics` (indexes into METRICS) for [from, to) with at
+    /// most about `max_points` buckets.
+    pub fn history(
+        &self,
+        node_id: &str,
+        metrics: &[usize],
+        from: i64,
+        to: i64,
+        max_points: i64,
+        now: i64,
+    ) -> rusqlite::Result<Series> {
+        let span = (to - from).max(1);
+        // Buckets are aligned to multiples of their width, so a window can touch
+        // one more bucket than span/width: size for max_points - 1.
+        let slots = (max_points - 1).max(1);
+        let needed = (span + slots - 1) / slots;
+        let table = rollup::pick_source(needed, from, now, &self.retention());
+        let bucket = match table {
+            Some(t) => needed.max(t.resolution_s),
+            None => needed.max(1),
+        };
+        let mut buckets: BTreeMap<i64, Vec<Acc>> = BTreeMap::new();
+        let mut raw_from = from;
+        if let Some(t) = table {
+            let wm = self.rollup_watermark(t)?;
+            let rollup_to = to.min(wm);
+            if rollup_to > from {
+                self.accumulate(
+                    t.name,
+                    true,
+                    node_id,
+                    metrics,
+                    from,
+                    rollup_to,
+                    bucket,
+                    &mut buckets,
+                )?;
+                raw_from = rollup_to.max(from);
+            }
+        }
+        if raw_from < to {
+            self.accumulate(
+                "samples",
+                false,
+                node_id,
+                metrics,
+                raw_from,
+                to,
+                bucket,
+                &mut buckets,
+            )?;
+        }
+        let mut out = Series {
+            source: table.map(|t| t.label).unwrap_or("raw"),
+            resolution_s: bucket,
+            timestamps: Vec::with_capacity(buckets.len()),
+            points: vec![Vec::with_capacity(buckets.len()); metrics.len()],
+        };
+        for (ts, accs) in buckets {
+            out.timestamps.push(ts);
+            for (i, acc) in accs.iter().enumerate() {
+                out.points[i].push(acc.point());
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate(
+        &self,
+        table: &str,
+        is_rollup: bool,
+        node_id: &str,
+        metrics: &[usize],
+        from: i64,
+        to: i64,
+        bucket: i64,
+        out: &mut BTreeMap<i64, Vec<Acc>>,
+    ) -> rusqlite::Result<()> {
+        // Column names come from the METRICS constant, never from input.
+        let mut cols = String::new();
+        for &m in metrics {
+            let name = METRICS[m];
+            if is_rollup {
+                cols.push_str(&format!(
+                    ", sum({name}_sum), sum({name}_n), min({name}_min), max({name}_max)"
+                ));
+            } else {
+                cols.push_str(&format!(", sum({name}), count({name}), min({name}), max({name})"));
+            }
+        }
+        let sql = format!(
+            "SELECT (ts / ?4) * ?4 AS b{cols} FROM {table}
+             WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut rows = st.query(params![node_id, from, to, bucket])?;
+        while let Some(r) = rows.next()? {
+            let b: i64 = r.get(0)?;
+            let accs = out
+                .entry(b)
+                .or_insert_with(|| vec![Acc::default(); metrics.len()]);
+            for (i, acc) in accs.iter_mut().enumerate() {
+                let base = 1 + i * 4;
+                let n: i64 = r.get::<_, Option<i64>>(base + 1)?.unwrap_or(0);
+                if n > 0 {
+                    let sum: f64 = r.get::<_, Option<f64>>(base)?.unwrap_or(0.0);
+                    let min: f64 = r.get::<_, Option<f64>>(base + 2)?.unwrap_or(0.0);
+                    let max: f64 = r.get::<_, Option<f64>>(base + 3)?.unwrap_or(0.0);
+                    acc.add(sum, n, min, max);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Each node's sample at its last_seen time (the list's summary).
+    pub fn latest_samples(&self) -> rusqlite::Result<std::collections::HashMap<String, Sample>> {
+        let mut st = self.conn.prepare(
+            "SELECT s.node_id, s.ts, s.cpu, s.memory, s.swap, s.load1, s.load5, s.load15, s.disk,
+                    s.temperature, s.net_rx, s.net_tx, s.disk_read, s.disk_write
+             FROM nodes n JOIN samples s ON s.node_id = n.id AND s.ts = n.last_seen",
+        )?;
+        let rows = st.query_map([], |r| {
+            let mut values = [None; 12];
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = r.get(2 + i)?;
+            }
+            Ok((
+                r.get::<_, String>(0)?,
+                Sample {
+                    ts: r.get(1)?,
+                    values,
+                },
+            ))
+        })?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::nodes::NewNode;
+
+    fn store_with_node() -> Store {
+        let s = Store::memory();
+        s.insert_node(
+            &NewNode {
+                id: "n1",
+                name: "n1",
+                hostname: "n1",
+                kind: "agent",
+                os: "",
+                arch: "",
+                agent_version: "",
+                token_hash: None,
+                interval_s: 30,
+            },
+            0,
+        )
+        .unwrap();
+        s
+    }
+
+    impl Store {
+        pub fn sample_count(&self, node_id: &str) -> rusqlite::Result<i64> {
+            self.conn.query_row(
+                "SELECT count(*) FROM samples WHERE node_id = ?1",
+                [node_id],
+                |r| r.get(0),
+            )
+        }
+    }
+
+    fn sample(ts: i64, cpu: f64) -> Sample {
+        let mut values = [None; 12];
+        values[0] = Some(cpu);
+        Sample { ts, values }
+    }
+
+    #[test]
+    fn duplicate_timestamps_are_ignored() {
+        let s = store_with_node();
+        assert!(s.insert_sample("n1", &sample(100, 1.0), &[], &[]).unwrap());
+        assert!(!s.insert_sample("n1", &sample(100, 2.0), &[], &[]).unwrap());
+        assert_eq!(s.sample_count("n1").unwrap(), 1);
+    }
+
+    #[test]
+    fn history_never_exceeds_point_budget_and_averages() {
+        let s = store_with_node();
+        let now = 1_000_000;
+        for i in 0..3000 {
+            s.insert_sample("n1", &sample(now - 3000 * 10 + i * 10, (i % 10) as f64), &[], &[])
+                .unwrap();
+        }
+        let h = s.history("n1", &[0], now - 30_000, now, 1000, now).unwrap();
+        assert!(h.timestamps.len() <= 1000, "{} points", h.timestamps.len());
+        assert!(h.timestamps.len() >= 900);
+        let h = s.history("n1", &[0], now - 30_000, now, 11, now).unwrap();
+        assert_eq!(h.resolution_s, 3000);
+        assert!(h.timestamps.len() <= 11);
+        let p = h.points[0][1].unwrap();
+        assert!((p.avg - 4.5).abs() < 1e-9, "avg {}", p.avg);
+        assert_eq!((p.min, p.max), (0.0, 9.0));
+    }
+}

@@ -1,0 +1,60 @@
+//! The one SQLite database: schema, migrations and typed queries, one module
+//! per resource. No HTTP types here; callers get plain structs and
+//! `rusqlite::Error`s they wrap with context.
+
+pub mod auth;
+pub mod history;
+pub mod nodes;
+pub mod rollup;
+pub mod schema;
+
+use rusqlite::Connection;
+use std::path::Path;
+
+pub struct Store {
+    pub conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, String> {
+        let conn = Connection::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        // WAL + synchronous=FULL: a commit is on disk before we acknowledge
+        // it, so a power cut loses only requests that were never answered.
+        // Group commit (engine::ingest) keeps the fsync count low.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             PRAGMA foreign_keys=ON;
+             PRAGMA busy_timeout=5000;
+             PRAGMA cache_size=-4000;
+             PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(|e| format!("configuring {}: {e}", path.display()))?;
+        restrict_permissions(path);
+        let mut store = Store { conn };
+        schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
+        Ok(store)
+    }
+
+    /// An in-memory store for unit tests.
+    #[cfg(test)]
+    pub fn memory() -> Store {
+        let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+        schema::migrate(&mut conn).expect("migrations apply to an empty database");
+        Store { conn }
+    }
+}
+
+/// The database holds secrets that must be replayed later (webhook secrets,
+/// SMTP passwords), so it and its WAL are readable by the owner only.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", path.display());
+        if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("cannot restrict permissions of {p}: {e}");
+            }
+        }
+    }
+}
