@@ -22,6 +22,8 @@ pub struct Config {
     pub max_connections: usize,
     pub session_ttl_s: i64,
     pub enrollment_ttl_s: i64,
+    /// Where `/download/cairn-agent/{arch}` finds `<arch>/cairn-agent`.
+    pub agents_dir: PathBuf,
     pub retention_raw_days: i64,
     pub retention_1m_days: i64,
     pub retention_5m_days: i64,
@@ -41,6 +43,7 @@ impl Default for Config {
             max_connections: 512,
             session_ttl_s: 7 * 86400,
             enrollment_ttl_s: 3600,
+            agents_dir: PathBuf::from("./dist"),
             retention_raw_days: 2,
             retention_1m_days: 8,
             retention_5m_days: 32,
@@ -94,6 +97,7 @@ impl Config {
                 "log_level" => self.log_level = s()?,
                 "interval_s" => self.interval_s = n()?.clamp(5, 3600) as u32,
                 "public_url" => self.public_url = s()?,
+                "agents_dir" => self.agents_dir = PathBuf::from(s()?),
                 "max_body_bytes" => self.max_body_bytes = n()?.max(1024) as usize,
                 "max_connections" => self.max_connections = n()?.max(8) as usize,
                 "session_ttl_hours" => self.session_ttl_s = n()?.max(1) * 3600,
@@ -117,6 +121,9 @@ impl Config {
         }
         if let Ok(v) = std::env::var("CAIRN_LOG_LEVEL") {
             self.log_level = v;
+        }
+        if let Ok(v) = std::env::var("CAIRN_AGENTS_DIR") {
+            self.agents_dir = PathBuf::from(v);
         }
         if let Ok(v) = std::env::var("CAIRN_PUBLIC_URL") {
             self.public_url = v;

@@ -18,6 +18,69 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// Reads the config file and applies the command line over it.
+fn effective_config(args: &Serve) -> Result<Config, String> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(l) = &args.listen {
+        cfg.listen = l.clone();
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if args.no_local_agent {
+        cfg.local_agent = false;
+    }
+    Ok(cfg)
+}
+
+/// SIGHUP: re-read the configuration. Settings that need a new socket or a
+/// new database (listen, data_dir, limits, the local collector) keep their
+/// running values until a restart; everything else applies at once.
+fn reload(shared: &Shared, args: &Serve) {
+    let new = match effective_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("SIGHUP: configuration not reloaded: {e}");
+            return;
+        }
+    };
+    let mut ctx = shared.borrow_mut();
+    let old = ctx.cfg.clone();
+    if (
+        new.listen.as_str(),
+        &new.data_dir,
+        new.max_body_bytes,
+        new.max_connections,
+        new.local_agent,
+    ) != (
+        old.listen.as_str(),
+        &old.data_dir,
+        old.max_body_bytes,
+        old.max_connections,
+        old.local_agent,
+    ) {
+        log::warn!("SIGHUP: listen, data_dir, limits and local_agent change only on restart");
+    }
+    if std::env::var("CAIRN_LOG_LEVEL").is_err() {
+        match crate::logger::parse_level(&new.log_level) {
+            Ok(level) => log::set_max_level(level),
+            Err(e) => log::error!("SIGHUP: {e}"),
+        }
+    }
+    if let Err(e) = ctx.store.set_retention(&new.retention()) {
+        log::error!("SIGHUP: saving retention: {e}");
+    }
+    ctx.cfg = Config {
+        listen: old.listen,
+        data_dir: old.data_dir,
+        max_body_bytes: old.max_body_bytes,
+        max_connections: old.max_connections,
+        local_agent: old.local_agent,
+        ..new
+    };
+    log::info!("SIGHUP: configuration reloaded");
+}
+
 pub fn run(args: Serve) -> Result<(), String> {
     // Signals are taken synchronously by one thread; block them before any
     // other thread exists so every thread inherits the mask.
@@ -29,16 +92,7 @@ pub fn run(args: Serve) -> Result<(), String> {
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
-    let mut cfg = Config::load(args.config.as_deref())?;
-    if let Some(l) = args.listen {
-        cfg.listen = l;
-    }
-    if let Some(d) = args.data_dir {
-        cfg.data_dir = d;
-    }
-    if args.no_local_agent {
-        cfg.local_agent = false;
-    }
+    let cfg = effective_config(&args)?;
     if let Ok(level) = crate::logger::parse_level(&cfg.log_level) {
         if std::env::var("CAIRN_LOG_LEVEL").is_err() {
             log::set_max_level(level);
@@ -121,7 +175,7 @@ pub fn run(args: Serve) -> Result<(), String> {
             let next = smol::future::or(async { incoming.recv().await.map(Some) }, async {
                 match stop_rx.recv().await {
                     Ok(Signal::SIGHUP) => {
-                        log::info!("SIGHUP: configuration is read at start; restart to apply changes");
+                        reload(&shared, &args);
                         Ok(None)
                     }
                     _ => Err(async_channel::RecvError),

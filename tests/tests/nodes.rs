@@ -324,3 +324,40 @@ fn labwatch_agents_work_unchanged() {
     let kept = c.get(&format!("/api/v1/nodes/{lab}/logs"), Some(&admin)).json();
     assert_eq!(kept["data"][0]["message"], "disk full");
 }
+
+#[test]
+fn sighup_reloads_the_interval_handed_to_agents() {
+    let conf_dir = TempDir::new("conf");
+    let conf = conf_dir.path().join("cairnd.toml");
+    std::fs::write(&conf, "interval_s = 30\n").unwrap();
+    let d = Daemon::start_with(DaemonOpts {
+        args: vec!["--config".into(), conf.display().to_string()],
+        ..DaemonOpts::default()
+    });
+    let admin = d.admin();
+    let (_, agent) = d.enroll(&admin, "box");
+    let t = now() - 100;
+    let r = d
+        .client
+        .post("/api/v1/agent/ingest", Some(&agent), &snapshot(t, 1.0));
+    assert_eq!(r.json()["config"]["interval_s"], 30);
+    std::fs::write(&conf, "interval_s = 10\n").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut ts = t;
+    poll(
+        "the new interval in ingest replies",
+        std::time::Duration::from_secs(10),
+        || {
+            ts += 1;
+            let r = d
+                .client
+                .post("/api/v1/agent/ingest", Some(&agent), &snapshot(ts, 1.0));
+            (r.json()["config"]["interval_s"] == 10).then_some(())
+        },
+    );
+    assert!(d.stderr().contains("configuration reloaded"));
+}

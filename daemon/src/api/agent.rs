@@ -96,7 +96,13 @@ pub fn create_node(
             arch,
             agent_version,
             token_hash: Some(&security::hash_secret(&token)),
-            interval_s: ctx.cfg.interval_s as i64,
+            // labwatch agents report every 60 s by default and ignore our
+            // interval, so their offline threshold is based on that.
+            interval_s: if kind == "labwatch" {
+                60
+            } else {
+                ctx.cfg.interval_s as i64
+            },
         },
         clock::now(),
     )?;
@@ -161,12 +167,14 @@ pub fn ingest(shared: Shared, call: Call) -> LocalFuture {
             .recv()
             .await
             .map_err(|_| ApiError::internal("ingest committer stopped"))??;
-        let interval = shared
-            .borrow()
-            .store
-            .node(&node_id)?
-            .map(|n| n.interval_s as u32)
-            .unwrap_or(cairn_wire::DEFAULT_INTERVAL_S);
+        // The configured interval is handed to the agent; the node row
+        // follows it so offline detection uses what the agent was told.
+        let interval = {
+            let ctx = shared.borrow();
+            let interval = ctx.cfg.interval_s;
+            ctx.store.set_node_interval(&node_id, interval as i64)?;
+            interval
+        };
         Ok(Reply::ok(&IngestReply {
             accepted,
             duplicates,

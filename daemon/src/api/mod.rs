@@ -5,9 +5,11 @@
 
 pub mod agent;
 pub mod auth;
+pub mod download;
 pub mod history;
 pub mod labwatch;
 pub mod nodes;
+pub mod prometheus;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -104,6 +106,9 @@ pub static ROUTES: &[Route] = &[
     route!("GET", "/api/v1/nodes/{id}/history", Viewer, sync history::node_history, "History of chosen metrics, resolution picked automatically"),
     route!("GET", "/api/v1/nodes/{id}/history.csv", Viewer, sync history::node_history_csv, "One metric's history as CSV"),
     route!("GET", "/api/v1/charts", Viewer, sync history::charts, "Fleet chart: one metric for every node"),
+    route!("GET", "/metrics", Viewer, sync prometheus::metrics, "Prometheus exposition of the latest values"),
+    // Agent distribution
+    route!("GET", "/download/cairn-agent/{arch}", Public, sync download::agent, "Static agent binary for amd64, arm64 or armv7 (append .sha256 for its checksum)"),
     // labwatch agents, unchanged
     route!("POST", "/api/v1/register", AdminSecret, sync labwatch::register, "labwatch: register an agent (X-Admin-Secret)"),
     route!("POST", "/api/v1/ingest", Agent, async labwatch::ingest, "labwatch: ingest a collectors payload"),

@@ -151,6 +151,14 @@ impl Store {
         Ok(())
     }
 
+    pub fn set_node_interval(&self, id: &str, interval_s: i64) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE nodes SET interval_s = ?2 WHERE id = ?1 AND interval_s != ?2",
+            params![id, interval_s],
+        )?;
+        Ok(())
+    }
+
     pub fn update_node_system(
         &self,
         id: &str,
