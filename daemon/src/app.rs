@@ -245,7 +245,18 @@ async fn dispatch(shared: Shared, req: HttpRequest) -> Result<Reply, ApiError> {
             let mut ctx = shared.borrow_mut();
             guard(|| f(&mut ctx, &call))
         }
-        Handler::Async(f) => f(shared.clone(), call).await,
+        Handler::Async(f) => {
+            use smol::future::FutureExt;
+            // A panic inside an async handler drops its borrows while
+            // unwinding, so the context stays usable for everyone else.
+            match std::panic::AssertUnwindSafe(f(shared.clone(), call))
+                .catch_unwind()
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::internal("a handler panicked")),
+            }
+        }
     }
 }
 

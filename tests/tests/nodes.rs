@@ -361,3 +361,50 @@ fn sighup_reloads_the_interval_handed_to_agents() {
     );
     assert!(d.stderr().contains("configuration reloaded"));
 }
+
+#[test]
+fn forecast_says_when_a_filling_disk_is_full() {
+    let d = Daemon::start();
+    let admin = d.admin();
+    let (node, agent) = d.enroll(&admin, "filling");
+    // Ten hours of history, disk rising 1 % per hour from 50 %: full in ~40 h.
+    let start = now() - 10 * 3600;
+    let snaps: Vec<_> = (0..=60)
+        .map(|i| {
+            let t = start + i * 600;
+            let mut s = snapshot(t, 5.0);
+            s["disks"][0]["used_percent"] = json!(50.0 + i as f64 / 6.0);
+            s
+        })
+        .collect();
+    let r = d
+        .client
+        .post("/api/v1/agent/ingest", Some(&agent), &json!({"snapshots": snaps}));
+    assert_eq!(r.json()["accepted"], 61, "{}", r.text);
+    let f = d
+        .client
+        .get(
+            &format!("/api/v1/nodes/{node}/forecast?metric=disk&days=1"),
+            Some(&admin),
+        )
+        .json();
+    assert_eq!(f["trend"], "rising", "{f}");
+    let per_day = f["slope_per_day"].as_f64().unwrap();
+    assert!((per_day - 24.0).abs() < 0.5, "{f}");
+    let days = f["days_until_threshold"].as_f64().unwrap();
+    assert!((days - 40.0 / 24.0).abs() < 0.1, "{f}");
+    let flat = d
+        .client
+        .get(
+            &format!("/api/v1/nodes/{node}/forecast?metric=cpu&days=1"),
+            Some(&admin),
+        )
+        .json();
+    assert_eq!(flat["trend"], "flat");
+    let bad = d.client.get(
+        &format!("/api/v1/nodes/{node}/forecast?metric=nope"),
+        Some(&admin),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.error_message().contains("metric"));
+}

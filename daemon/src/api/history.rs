@@ -90,6 +90,7 @@ pub fn node_history(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let node = super::nodes::find(ctx, call.params.get("id"))?;
     let metrics = metrics_param(call, "metrics", "cpu,memory")?;
     let now = clock::now();
+    ctx.store.settle_rollups(now)?;
     let (from, to) = window(call, now)?;
     let series = ctx.store.history(&node.id, &metrics, from, to, MAX_POINTS, now)?;
     Ok(Reply::ok(&json!({
@@ -110,6 +111,7 @@ pub fn node_history_csv(ctx: &mut Ctx, call: &Call) -> ApiResult {
         return Err(ApiError::field("metric", "CSV export takes exactly one metric"));
     }
     let now = clock::now();
+    ctx.store.settle_rollups(now)?;
     let (from, to) = window(call, now)?;
     let series = ctx.store.history(&node.id, &metrics, from, to, MAX_POINTS, now)?;
     let mut csv = String::from("timestamp,avg,min,max\n");
@@ -140,6 +142,7 @@ pub fn charts(ctx: &mut Ctx, call: &Call) -> ApiResult {
         ));
     }
     let now = clock::now();
+    ctx.store.settle_rollups(now)?;
     let (from, to) = window(call, now)?;
     let mut nodes = Vec::new();
     let mut resolution = 0;

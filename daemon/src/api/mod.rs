@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod auth;
 pub mod download;
+pub mod forecast;
 pub mod history;
 pub mod labwatch;
 pub mod nodes;
@@ -105,6 +106,7 @@ pub static ROUTES: &[Route] = &[
     route!("GET", "/api/v1/metrics", Viewer, sync history::metric_list, "The metrics history can chart"),
     route!("GET", "/api/v1/nodes/{id}/history", Viewer, sync history::node_history, "History of chosen metrics, resolution picked automatically"),
     route!("GET", "/api/v1/nodes/{id}/history.csv", Viewer, sync history::node_history_csv, "One metric's history as CSV"),
+    route!("GET", "/api/v1/nodes/{id}/forecast", Viewer, sync forecast::forecast, "Trend of a metric and when it reaches a threshold"),
     route!("GET", "/api/v1/charts", Viewer, sync history::charts, "Fleet chart: one metric for every node"),
     route!("GET", "/metrics", Viewer, sync prometheus::metrics, "Prometheus exposition of the latest values"),
     // Agent distribution

@@ -214,6 +214,24 @@ impl Store {
         tx.commit()
     }
 
+    /// Backfilled samples behind the watermark are invisible to rollup-based
+    /// queries until their buckets are recomputed; history reads call this
+    /// first so a chart never shows a gap that the data does not have.
+    pub fn settle_rollups(&mut self, now: i64) -> rusqlite::Result<()> {
+        let dirty: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM settings WHERE key LIKE 'dirty:%' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if dirty.is_some() {
+            self.roll_up(now)?;
+        }
+        Ok(())
+    }
+
     /// Deletes what has aged out at every resolution. Returns rows deleted.
     pub fn apply_retention(&self, now: i64) -> rusqlite::Result<usize> {
         let r = self.retention();
