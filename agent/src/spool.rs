@@ -61,7 +61,7 @@ impl Spool {
             let size = item.metadata().map(|m| m.len()).unwrap_or(0);
             entries.push(Entry { name, size });
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let total = entries.iter().map(|e| e.size).sum();
         let mut spool = Spool {
             dir: dir.to_path_buf(),

@@ -132,7 +132,7 @@ fn parse(text: &str, whole: Option<&HashSet<String>>) -> Vec<(String, Counters)>
             )
         })
         .collect();
-    disks.sort_by(|a, b| a.0.cmp(&b.0));
+    disks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     disks
 }
 

@@ -246,7 +246,7 @@ impl Collector for Disks {
                 None => {}
             }
         }
-        disks.sort_by(|a, b| a.mount.cmp(&b.mount));
+        disks.sort_unstable_by(|a, b| a.mount.cmp(&b.mount));
         out.disks = disks;
         Ok(())
     }
@@ -285,7 +285,7 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
         }
     }
     let mut mounts: Vec<Mount> = by_dev.into_values().collect();
-    mounts.sort_by(|a, b| a.mount.cmp(&b.mount));
+    mounts.sort_unstable_by(|a, b| a.mount.cmp(&b.mount));
     mounts
 }
 

@@ -223,7 +223,7 @@ pub(crate) fn numbered_entries(dir: &Path, prefix: &str) -> Vec<(u32, PathBuf)> 
             Some((n, e.path()))
         })
         .collect();
-    found.sort();
+    found.sort_unstable();
     found
 }
 

@@ -111,7 +111,7 @@ fn parse(text: &str) -> Result<Vec<(String, Counters)>, String> {
             )
         })
         .collect();
-    ifs.sort_by(|a, b| a.0.cmp(&b.0));
+    ifs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(ifs)
 }
 

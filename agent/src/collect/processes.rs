@@ -130,7 +130,7 @@ fn top(rows: &[Row], prev: &HashMap<u32, Sample>, ticks_elapsed: f64, page: u64)
             }
         })
         .collect();
-    all.sort_by(|a, b| {
+    all.sort_unstable_by(|a, b| {
         b.cpu_percent
             .total_cmp(&a.cpu_percent)
             .then(b.memory_bytes.cmp(&a.memory_bytes))
