@@ -28,6 +28,25 @@ pub struct Ctx {
     pub lab_counters: crate::engine::labwatch::CounterMemory,
 }
 
+impl Ctx {
+    /// A context on an in-memory store with default settings, for in-process
+    /// tests. Run `engine::ingest::committer` with the returned receiver on
+    /// the same executor, or ingest requests never complete.
+    #[cfg(test)]
+    pub fn for_tests() -> (Shared, async_channel::Receiver<()>) {
+        let (ingest, wake) = IngestQueue::new();
+        let ctx = Ctx {
+            store: Store::memory(),
+            cfg: Config::default(),
+            started: Instant::now(),
+            ingest,
+            local_node: None,
+            lab_counters: Default::default(),
+        };
+        (Rc::new(RefCell::new(ctx)), wake)
+    }
+}
+
 /// Who is calling.
 #[derive(Clone, Debug)]
 pub enum Principal {

@@ -9,8 +9,13 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The last second humantime can format (9999-12-31T23:59:59Z).
+pub const MAX_RFC3339_TS: i64 = 253_402_300_799;
+
+/// Clamped to 1970..=9999: humantime's Display fails past year 9999, and
+/// `to_string` turns that into a panic (a labwatch `"timestamp": 9999999999999` did).
 pub fn rfc3339(ts: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(ts.max(0) as u64);
+    let t = UNIX_EPOCH + Duration::from_secs(ts.clamp(0, MAX_RFC3339_TS) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -41,6 +46,8 @@ mod tests {
     #[test]
     fn round_trip() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00Z");
         assert_eq!(parse_rfc3339("2026-11-23T14:50:00Z").unwrap(), 1795445400);
         assert_eq!(parse_time_param("1795445400").unwrap(), 1795445400);
         assert!(parse_time_param("yesterday").is_err());

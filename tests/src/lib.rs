@@ -145,6 +145,19 @@ impl Client {
 
     /// Sends a request; `headers` are extra (name, value) pairs.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    /// Like `send`, but a transport failure (refused, reset) is an `Err`
+    /// instead of a panic: for requests racing a restart or a kill.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Resp, String> {
         let url = format!("{}{path}", self.base);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (n, v) in headers {
@@ -156,10 +169,7 @@ impl Client {
         let req = builder
             .body(body.map(|b| b.to_vec()).unwrap_or_default())
             .expect("building request");
-        let mut resp = self
-            .agent
-            .run(req)
-            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let mut resp = self.agent.run(req).map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -172,11 +182,18 @@ impl Client {
             .limit(64 * 1024 * 1024)
             .read_to_string()
             .unwrap_or_default();
-        Resp {
+        Ok(Resp {
             status,
             headers,
             text,
-        }
+        })
+    }
+
+    /// `try_send` with a Bearer token and a JSON body.
+    pub fn try_post(&self, path: &str, token: &str, body: &Value) -> Result<Resp, String> {
+        let auth = format!("Bearer {token}");
+        let bytes = serde_json::to_vec(body).expect("serialising body");
+        self.try_send("POST", path, &[("Authorization", &auth)], Some(&bytes))
     }
 
     fn auth(token: Option<&str>) -> Option<String> {
@@ -471,6 +488,97 @@ pub fn snapshot(ts: u64, cpu: f64) -> Value {
         "disk_io": [{"device": "sda", "read_bytes_per_s": 100.0, "write_bytes_per_s": 200.0, "reads_per_s": 1.0, "writes_per_s": 2.0}],
         "net": [{"interface": "eth0", "rx_bytes_per_s": 1000.0, "tx_bytes_per_s": 500.0, "rx_bytes_total": 1, "tx_bytes_total": 1, "rx_errors": 0, "tx_errors": 0}],
         "temperatures": [{"sensor": "cpu_thermal", "celsius": 48.5}]
+    })
+}
+
+/// A request as raw bytes, for what no client library sends (invalid UTF-8,
+/// lying lengths, chunked bodies). Adds Host, `Connection: close` and a
+/// Content-Length matching `body` unless `headers` already name one of them.
+pub fn raw_request(method: &str, path: &[u8], headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut out = Vec::new();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    if !has("connection") {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    if !has("content-length") && !has("transfer-encoding") {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// One exchange on a new connection to 127.0.0.1:`port`: writes `request`
+/// as is, half-closes if asked, and reads one response. A failed write (the
+/// server answered early and closed) still reads what the server sent.
+pub fn raw_exchange(port: u16, request: &[u8], half_close: bool) -> std::io::Result<Resp> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let written = s.write_all(request);
+    if half_close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    match read_response(&mut s) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(written.err().unwrap_or(e)),
+    }
+}
+
+/// Reads one HTTP/1.x response: the head, then the Content-Length body (or
+/// everything up to EOF without one). Reads byte-wise after the head so a
+/// following response on a keep-alive connection is left in the stream.
+pub fn read_response(s: &mut impl Read) -> std::io::Result<Resp> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("connection closed after {} bytes of response head", head.len()),
+            ));
+        }
+        head.push(byte[0]);
+        if head.len() > 64 * 1024 {
+            return Err(std::io::Error::other("response head over 64 KiB"));
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            s.read_exact(&mut body)?;
+        }
+        None => {
+            s.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Resp {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 

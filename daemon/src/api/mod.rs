@@ -7,6 +7,8 @@ pub mod agent;
 pub mod auth;
 pub mod download;
 pub mod forecast;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod history;
 pub mod labwatch;
 pub mod nodes;

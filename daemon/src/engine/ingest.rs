@@ -145,12 +145,26 @@ fn store_items(store: &Store, node_id: &str, items: &[Item]) -> rusqlite::Result
 
 /// Parses a request body as JSON, mapping parser failures to a 400.
 /// serde_json bounds nesting at 128 levels and rejects NaN/Infinity.
+/// When one value is at fault (`1e999`, a bare `NaN`, bad UTF-8 in a
+/// string) the message names its field, like every other bad-input error.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty; JSON expected"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(400, "malformed_json", format!("malformed JSON: {e}")))
+    let malformed = |msg: String| ApiError::new(400, "malformed_json", msg);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        // A truncated body or runaway nesting is not one field's fault.
+        if e.is_eof() || path == "." || path.contains('?') || path.len() > 200 {
+            malformed(format!("malformed JSON: {e}"))
+        } else {
+            malformed(format!("field '{path}': malformed JSON: {e}"))
+        }
+    })?;
+    de.end().map_err(|e| malformed(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 /// A cairn-agent body: one snapshot or `{"snapshots": [...]}`.
@@ -346,5 +360,20 @@ mod tests {
         }
         let deep = "[".repeat(100_000);
         assert_eq!(parse_native(deep.as_bytes(), NOW).unwrap_err().status, 400);
+    }
+}
+
+#[cfg(test)]
+mod storable_tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_past_i64_are_refused_not_wrapped() {
+        let body = format!(
+            r#"{{"timestamp":"2026-11-23T14:49:00Z","disks":[{{"mount":"/","total_bytes":{}}}]}}"#,
+            u64::MAX
+        );
+        let e = parse_native(body.as_bytes(), 1_795_445_400).unwrap_err();
+        assert!(e.message.contains("disks[0].total_bytes"), "{}", e.message);
     }
 }

@@ -117,6 +117,18 @@ pub fn to_item(body: Value, node_id: &str, counters: &mut CounterMemory, now: i6
             .ok_or_else(|| ApiError::field("timestamp", "must be Unix seconds or ISO 8601"))?,
         Some(_) => return Err(ApiError::field("timestamp", "must be Unix seconds or ISO 8601")),
     };
+    // Range-checked before the counter memory sees it: `9223372036854775807`
+    // overflowed `ts - previous` (a panic in debug builds) and an absurd
+    // timestamp would be remembered as the node's newest report.
+    if ts > now + ingest::MAX_FUTURE_S {
+        return Err(ApiError::field(
+            "timestamp",
+            format!("is {} s in the future; check the agent's clock", ts - now),
+        ));
+    }
+    if ts < 946_684_800 {
+        return Err(ApiError::field("timestamp", "is before the year 2000"));
+    }
     let collectors = root
         .obj(&["collectors"])?
         .ok_or_else(|| ApiError::field("collectors", "is required (an object keyed by collector)"))?;
@@ -254,6 +266,12 @@ fn map_system(
             }
         }
         if counters.last.get(&key).is_none_or(|(pts, _, _)| ts > *pts) {
+            // Bounded: names are client-chosen, so a misbehaving agent must
+            // not grow this without limit (the cost of a reset is one
+            // report without rates).
+            if counters.last.len() >= 100_000 {
+                counters.last.clear();
+            }
             counters.last.insert(key, (ts, sent, recv));
         }
         snap.net.push(NetIf {
@@ -340,6 +358,33 @@ mod tests {
         let it = item(&second, &mut c).unwrap();
         assert_eq!(it.sample.values[8], Some(100.0));
         assert_eq!(it.sample.values[9], Some(100.0));
+    }
+
+    #[test]
+    fn absurd_numeric_timestamps_are_refused_before_rates_are_derived() {
+        let mut c = CounterMemory::default();
+        let body = |ts: &str| {
+            format!(
+                r#"{{"lab_id":"x","timestamp":{ts},"collectors":{{"system":{{"network":[{{"interface":"eth0","bytes_sent":1,"bytes_recv":1}}]}}}}}}"#
+            )
+        };
+        item(&body("1795445000"), &mut c).unwrap();
+        for ts in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "-5",
+            "253402300800",
+        ] {
+            let e = item(&body(ts), &mut c).unwrap_err();
+            assert!(e.message.contains("timestamp"), "{ts}: {}", e.message);
+        }
+        // The refused reports did not become the node's newest counters.
+        let it = item(
+            &body("1795445100").replace("\"bytes_sent\":1", "\"bytes_sent\":201"),
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(it.sample.values[9], Some(2.0));
     }
 
     #[test]

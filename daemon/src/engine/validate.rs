@@ -13,9 +13,17 @@ fn percent(path: &str, v: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The largest rate or load accepted (1 PB/s). Stored metrics are sums over
+/// interfaces and disks and rollups sum those again: without a bound, two
+/// interfaces at 1e308 B/s stored `inf`, which charts cannot show.
+pub const MAX_RATE: f64 = 1e15;
+
 fn non_negative(path: &str, v: f64) -> Result<(), ApiError> {
-    if !v.is_finite() || v < 0.0 {
-        return Err(ApiError::field(path, format!("{v} must be a finite number ≥ 0")));
+    if !(0.0..=MAX_RATE).contains(&v) {
+        return Err(ApiError::field(
+            path,
+            format!("{v} must be a finite number from 0 to {MAX_RATE:e}"),
+        ));
     }
     Ok(())
 }
@@ -51,6 +59,14 @@ fn at_most<T>(path: &str, v: &[T], max: usize) -> Result<(), ApiError> {
 }
 
 /// Checks every value of a snapshot; `p` prefixes field paths (e.g. `snapshots[3].`).
+/// SQLite integers are signed 64-bit: a larger count cannot be stored as sent.
+fn storable(path: &str, v: u64) -> Result<(), ApiError> {
+    if v > i64::MAX as u64 {
+        return Err(ApiError::field(path, format!("{v} is larger than 2^63-1")));
+    }
+    Ok(())
+}
+
 pub fn snapshot(s: &Snapshot, p: &str) -> Result<(), ApiError> {
     let f = |name: &str| format!("{p}{name}");
     short(&f("hostname"), &s.hostname, 253)?;
@@ -79,6 +95,8 @@ pub fn snapshot(s: &Snapshot, p: &str) -> Result<(), ApiError> {
         short(&f(&format!("disks[{i}].device")), &d.device, 4096)?;
         short(&f(&format!("disks[{i}].fstype")), &d.fstype, 64)?;
         percent(&f(&format!("disks[{i}].used_percent")), d.used_percent)?;
+        storable(&f(&format!("disks[{i}].total_bytes")), d.total_bytes)?;
+        storable(&f(&format!("disks[{i}].used_bytes")), d.used_bytes)?;
     }
     at_most(&f("disk_io"), &s.disk_io, 512)?;
     for (i, d) in s.disk_io.iter().enumerate() {
