@@ -37,7 +37,11 @@ impl Ctx {
         let (ingest, wake) = IngestQueue::new();
         let ctx = Ctx {
             store: Store::memory(),
-            cfg: Config::default(),
+            // No commit spacing: the fuzzer sends sequentially.
+            cfg: Config {
+                commit_window_ms: 0,
+                ..Config::default()
+            },
             started: Instant::now(),
             ingest,
             local_node: None,

@@ -20,6 +20,8 @@ pub struct Config {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// Minimum spacing of ingest commits (see engine::ingest::committer).
+    pub commit_window_ms: u64,
     pub session_ttl_s: i64,
     pub enrollment_ttl_s: i64,
     /// Where `/download/cairn-agent/{arch}` finds `<arch>/cairn-agent`.
@@ -41,6 +43,7 @@ impl Default for Config {
             public_url: String::new(),
             max_body_bytes: 1024 * 1024,
             max_connections: 512,
+            commit_window_ms: 1000,
             session_ttl_s: 7 * 86400,
             enrollment_ttl_s: 3600,
             agents_dir: PathBuf::from("./dist"),
@@ -100,6 +103,7 @@ impl Config {
                 "agents_dir" => self.agents_dir = PathBuf::from(s()?),
                 "max_body_bytes" => self.max_body_bytes = n()?.max(1024) as usize,
                 "max_connections" => self.max_connections = n()?.max(8) as usize,
+                "commit_window_ms" => self.commit_window_ms = n()?.min(10_000) as u64,
                 "session_ttl_hours" => self.session_ttl_s = n()?.max(1) * 3600,
                 "enrollment_ttl_minutes" => self.enrollment_ttl_s = n()?.max(1) * 60,
                 "retention.raw_days" => self.retention_raw_days = n()?.max(1),
@@ -127,6 +131,12 @@ impl Config {
         }
         if let Ok(v) = std::env::var("CAIRN_PUBLIC_URL") {
             self.public_url = v;
+        }
+        if let Ok(v) = std::env::var("CAIRN_COMMIT_WINDOW_MS") {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| format!("CAIRN_COMMIT_WINDOW_MS '{v}' is not a number"))?;
+            self.commit_window_ms = n.min(10_000);
         }
         if let Ok(v) = std::env::var("CAIRN_INTERVAL_S") {
             let n: u32 = v

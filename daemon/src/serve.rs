@@ -203,7 +203,10 @@ pub fn run(args: Serve) -> Result<(), String> {
             }
         }
     }));
-    let ctx = shared.borrow();
+    let mut ctx = shared.borrow_mut();
+    if let Err(e) = ctx.store.flush_latest() {
+        log::warn!("writing latest snapshots at shutdown failed: {e}");
+    }
     if let Err(e) = ctx.store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         log::warn!("final checkpoint failed: {e}");
     }

@@ -299,6 +299,12 @@ impl Daemon {
         if !self.opts.local_agent {
             cmd.arg("--no-local-agent");
         }
+        // Production spaces ingest commits 1 s apart (fewer, fuller disk
+        // writes); sequential test clients would wait on that, so tests use
+        // 50 ms unless they ask for the real thing.
+        if !self.opts.env.iter().any(|(k, _)| k == "CAIRN_COMMIT_WINDOW_MS") {
+            cmd.env("CAIRN_COMMIT_WINDOW_MS", "50");
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -64,7 +64,11 @@ fn parse_rfc3339(s: &str) -> u64 {
 #[test]
 fn agent_backfills_an_outage_without_missing_points() {
     let mut d = Daemon::start_with(DaemonOpts {
-        env: vec![("CAIRN_INTERVAL_S".into(), "1".into())],
+        env: vec![
+            ("CAIRN_INTERVAL_S".into(), "1".into()),
+            // The production commit spacing, end to end.
+            ("CAIRN_COMMIT_WINDOW_MS".into(), "1000".into()),
+        ],
         ..DaemonOpts::default()
     });
     let admin = d.admin();

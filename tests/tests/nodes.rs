@@ -408,3 +408,34 @@ fn forecast_says_when_a_filling_disk_is_full() {
     assert_eq!(bad.status, 400);
     assert!(bad.error_message().contains("metric"));
 }
+
+#[test]
+fn node_status_and_summary_survive_kill_9_before_the_latest_flush() {
+    let mut d = Daemon::start();
+    let admin = d.admin();
+    let (node, agent) = d.enroll(&admin, "crashy");
+    let t = now() - 5;
+    assert_eq!(
+        d.client
+            .post("/api/v1/agent/ingest", Some(&agent), &snapshot(t - 30, 11.0))
+            .status,
+        200
+    );
+    assert_eq!(
+        d.client
+            .post("/api/v1/agent/ingest", Some(&agent), &snapshot(t, 22.0))
+            .status,
+        200
+    );
+    // The nodes row is written behind; a crash must not lose what was acknowledged.
+    d.kill9();
+    d.restart();
+    let admin = d.admin();
+    let n = d
+        .client
+        .get(&format!("/api/v1/nodes/{node}"), Some(&admin))
+        .json();
+    assert_eq!(n["last_seen"], rfc3339(t), "{n}");
+    assert_eq!(n["summary"]["cpu"], 22.0, "{n}");
+    assert_eq!(n["status"], "online");
+}

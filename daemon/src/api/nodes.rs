@@ -64,7 +64,7 @@ pub fn find(ctx: &Ctx, id: &str) -> Result<Node, ApiError> {
 
 pub fn list(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let now = clock::now();
-    let latest = ctx.store.latest_samples()?;
+    let latest = ctx.store.latest_samples();
     let status_filter = call.req.query("status");
     if let Some(s) = status_filter {
         if !matches!(s, "online" | "offline" | "pending") {
@@ -89,7 +89,7 @@ pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);
-    let summary = ctx.store.latest_samples()?.remove(&n.id);
+    let summary = ctx.store.latest(&n.id).map(|l| l.sample.clone());
     let mut v = render(&n, now, self::summary(summary.as_ref()));
     v["latest"] = latest;
     v["alerts"] = json!([]);

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod history;
+pub mod latest;
 pub mod nodes;
 pub mod rollup;
 pub mod schema;
@@ -13,6 +14,7 @@ use std::path::Path;
 
 pub struct Store {
     pub conn: Connection,
+    latest: latest::LatestCache,
 }
 
 impl Store {
@@ -31,8 +33,14 @@ impl Store {
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         restrict_permissions(path);
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            latest: Default::default(),
+        };
         schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
+        store
+            .load_latest()
+            .map_err(|e| format!("reading latest snapshots from {}: {e}", path.display()))?;
         Ok(store)
     }
 
@@ -41,7 +49,10 @@ impl Store {
     pub fn memory() -> Store {
         let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
         schema::migrate(&mut conn).expect("migrations apply to an empty database");
-        Store { conn }
+        Store {
+            conn,
+            latest: Default::default(),
+        }
     }
 }
 

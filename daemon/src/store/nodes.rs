@@ -80,13 +80,28 @@ impl Store {
     }
 
     pub fn node(&self, id: &str) -> rusqlite::Result<Option<Node>> {
-        self.conn
+        Ok(self
+            .conn
             .query_row(
                 &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
                 [id],
                 node_row,
             )
-            .optional()
+            .optional()?
+            .map(|n| self.overlay(n)))
+    }
+
+    /// The in-memory newest snapshot wins over the written-behind row.
+    fn overlay(&self, mut n: Node) -> Node {
+        if let Some(l) = self.latest(&n.id) {
+            if n.last_seen.is_none_or(|t| l.ts >= t) {
+                n.last_seen = Some(l.ts);
+                if l.json.is_some() {
+                    n.latest = l.json.clone();
+                }
+            }
+        }
+        n
     }
 
     pub fn node_by_kind(&self, kind: &str) -> rusqlite::Result<Option<Node>> {
@@ -104,7 +119,7 @@ impl Store {
             .conn
             .prepare(&format!("SELECT {NODE_COLS} FROM nodes ORDER BY name, id"))?;
         let rows = st.query_map([], node_row)?;
-        rows.collect()
+        rows.map(|r| r.map(|n| self.overlay(n))).collect()
     }
 
     /// The node an agent token belongs to, with the stored hash for a
@@ -174,18 +189,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records a snapshot as the node's latest unless a newer one is stored
-    /// (backfilled snapshots arrive oldest first and must not go back in time).
-    pub fn set_node_latest(&self, id: &str, ts: i64, snapshot_json: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE nodes SET last_seen = ?2, latest = ?3 WHERE id = ?1 AND (last_seen IS NULL OR last_seen <= ?2)",
-            params![id, ts, snapshot_json],
-        )?;
-        Ok(())
-    }
-
     /// Deletes a node; every table keyed by node cascades.
-    pub fn delete_node(&self, id: &str) -> rusqlite::Result<bool> {
+    pub fn delete_node(&mut self, id: &str) -> rusqlite::Result<bool> {
+        self.forget_latest(id);
         Ok(self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0)
     }
 

@@ -75,14 +75,29 @@ impl Retention {
 /// Seconds a bucket stays open for samples that arrive a little late.
 const SETTLE_S: i64 = 120;
 
-/// The coarsest level not coarser than `needed` seconds per point that still
-/// holds data back to `from`; a coarser level if the finer ones have aged out.
-pub fn pick_source(needed: i64, from: i64, now: i64, retention: &Retention) -> Option<&'static RollupTable> {
+/// Raw samples are read for windows up to this long. The raw table is
+/// time-major (cheap to write), so a per-node read scans every node's rows
+/// in the window; longer windows read the node-major rollups.
+pub const RAW_MAX_SPAN_S: i64 = 3600;
+
+/// Raw for short windows; otherwise the coarsest level not coarser than
+/// `needed` seconds per point (1 min at least) that still holds data back to
+/// `from`, or a coarser one if the finer levels have aged out.
+pub fn pick_source(
+    needed: i64,
+    (from, to): (i64, i64),
+    now: i64,
+    retention: &Retention,
+) -> Option<&'static RollupTable> {
     let covers = |label: &str| now - retention.of(label) <= from;
     let raw_covers = now - retention.raw_s <= from;
+    if raw_covers && to - from <= RAW_MAX_SPAN_S {
+        return None;
+    }
+    let needed = needed.max(TABLES[0].resolution_s);
     let mut choice: Option<&'static RollupTable> = None;
     for t in TABLES.iter() {
-        if t.resolution_s <= needed || (choice.is_none() && !raw_covers) {
+        if t.resolution_s <= needed {
             choice = Some(t);
         }
     }
@@ -362,10 +377,24 @@ mod tests {
     fn source_choice_follows_span_and_age() {
         let r = Retention::default();
         let now = 1000 * 86400;
-        assert!(pick_source(5, now - 3600, now, &r).is_none());
-        assert_eq!(pick_source(90, now - 86400, now, &r).unwrap().label, "1m");
-        assert_eq!(pick_source(2600, now - 30 * 86400, now, &r).unwrap().label, "5m");
-        assert_eq!(pick_source(60, now - 20 * 86400, now, &r).unwrap().label, "5m");
-        assert_eq!(pick_source(60, now - 200 * 86400, now, &r).unwrap().label, "1h");
+        assert!(pick_source(5, (now - 3600, now), now, &r).is_none());
+        assert!(
+            pick_source(5, (now - 7200, now - 6000), now, &r).is_none(),
+            "short and old: raw"
+        );
+        assert_eq!(pick_source(8, (now - 7200, now), now, &r).unwrap().label, "1m");
+        assert_eq!(pick_source(90, (now - 86400, now), now, &r).unwrap().label, "1m");
+        assert_eq!(
+            pick_source(2600, (now - 30 * 86400, now), now, &r).unwrap().label,
+            "5m"
+        );
+        assert_eq!(
+            pick_source(60, (now - 20 * 86400, now), now, &r).unwrap().label,
+            "5m"
+        );
+        assert_eq!(
+            pick_source(60, (now - 200 * 86400, now), now, &r).unwrap().label,
+            "1h"
+        );
     }
 }
