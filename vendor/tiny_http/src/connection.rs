@@ -104,6 +104,10 @@ impl Connection {
         match self {
             Self::Tcp(s) => {
                 s.set_read_timeout(read)?;
+                // cairn patch: a response goes out as head + body writes; without
+                // TCP_NODELAY the second small write can wait for the peer's
+                // delayed ACK (tens of milliseconds per request).
+                s.set_nodelay(true)?;
                 s.set_write_timeout(write)
             }
             #[cfg(unix)]
