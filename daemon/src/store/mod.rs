@@ -22,14 +22,15 @@ impl Store {
         let conn = Connection::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         // WAL + synchronous=FULL: a commit is on disk before we acknowledge
         // it, so a power cut loses only requests that were never answered.
-        // Group commit (engine::ingest) keeps the fsync count low.
+        // Group commit (engine::ingest) keeps the fsync count low. Temporary
+        // sorts (rollup GROUP BY over a large backfill) stay on SQLite's
+        // default file-backed temp store so memory stays bounded.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-4000;
-             PRAGMA temp_store=MEMORY;",
+             PRAGMA cache_size=-4000;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         restrict_permissions(path);

@@ -114,7 +114,17 @@ pub fn pick_source(
     None
 }
 
-fn rollup_select(t: &RollupTable, node_filter: bool) -> String {
+/// Which nodes one rollup statement covers.
+#[derive(Clone, Copy)]
+enum Scope {
+    All,
+    /// `?3` names the node (a primary-key range on node-major tables).
+    Node,
+    /// Nodes with a dirty mark (one range scan of the time-major raw table).
+    Dirty,
+}
+
+fn rollup_select(t: &RollupTable, scope: Scope) -> String {
     let mut cols = String::new();
     let mut aggs = String::new();
     for m in METRICS {
@@ -125,7 +135,11 @@ fn rollup_select(t: &RollupTable, node_filter: bool) -> String {
             aggs.push_str(&format!(", sum({m}_sum), min({m}_min), max({m}_max), sum({m}_n)"));
         }
     }
-    let node = if node_filter { " AND node_id = ?3" } else { "" };
+    let node = match scope {
+        Scope::All => "",
+        Scope::Node => " AND node_id = ?3",
+        Scope::Dirty => " AND node_id IN (SELECT substr(key, 7) FROM settings WHERE key LIKE 'dirty:%')",
+    };
     format!(
         "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
          SELECT node_id, (ts / {res}) * {res} AS b{aggs} FROM {src}
@@ -196,6 +210,10 @@ impl Store {
 
     /// One rollup pass: extend every level's watermark to the last settled
     /// bucket, recompute dirty ranges, all in one transaction.
+    /// The raw level is built from the time-major raw table with one range
+    /// scan over all (or all dirty) nodes; coarser levels read the
+    /// node-major level below through per-node key ranges, so no pass ever
+    /// scans a whole table.
     pub fn roll_up(&mut self, now: i64) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let store = StoreTx(&tx);
@@ -206,22 +224,43 @@ impl Store {
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        let nodes: Vec<String> = {
+            let mut st = tx.prepare("SELECT id FROM nodes")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         let mut lower_end = now - SETTLE_S;
         for t in TABLES.iter() {
             let end = (lower_end / t.resolution_s) * t.resolution_s;
             let wm = store.watermark(t)?;
             // A fresh database starts at the oldest data that still matters.
             let start = if wm == 0 { end - 2 * 86400 } else { wm };
-            if end > start {
-                tx.execute(&rollup_select(t, false), params![start, end])?;
-                store.set_watermark(t, end)?;
-            }
-            for (node, from) in &dirty {
-                let from = (from / t.resolution_s) * t.resolution_s;
-                let to = end.max(wm);
-                if from < to {
-                    tx.execute(&rollup_select(t, true), params![from, to, node])?;
+            if t.source_is_raw {
+                if end > start {
+                    tx.execute(&rollup_select(t, Scope::All), params![start, end])?;
                 }
+                if let Some(from) = dirty.iter().map(|(_, f)| *f).min() {
+                    let from = from.div_euclid(t.resolution_s) * t.resolution_s;
+                    if from < start {
+                        tx.execute(&rollup_select(t, Scope::Dirty), params![from, start])?;
+                    }
+                }
+            } else {
+                let mut per_node = tx.prepare_cached(&rollup_select(t, Scope::Node))?;
+                if end > start {
+                    for node in &nodes {
+                        per_node.execute(params![start, end, node])?;
+                    }
+                }
+                for (node, from) in &dirty {
+                    let from = from.div_euclid(t.resolution_s) * t.resolution_s;
+                    if from < start {
+                        per_node.execute(params![from, start, node])?;
+                    }
+                }
+            }
+            if end > start {
+                store.set_watermark(t, end)?;
             }
             lower_end = end.max(wm);
         }
