@@ -158,10 +158,13 @@ pub fn enroll(ctx: &mut Ctx, call: &Call) -> ApiResult {
     }
 }
 
-pub fn ingest(shared: Shared, call: Call) -> LocalFuture {
+pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
     Box::pin(async move {
         let node_id = call.agent_node()?.to_string();
-        let items = ingest::parse_native(&call.req.body, clock::now())?;
+        // Parsing and validating is the CPU-heavy part of ingest: it runs on
+        // the blocking pool so the executor (and the other core) stay free.
+        let body = std::mem::take(&mut call.req.body);
+        let items = smol::unblock(move || ingest::parse_native(&body, clock::now())).await?;
         let done = shared.borrow_mut().ingest.submit(node_id.clone(), items);
         let (accepted, duplicates) = done
             .recv()

@@ -47,10 +47,12 @@ pub fn register(ctx: &mut Ctx, call: &Call) -> ApiResult {
     Ok(Reply::created(&serde_json::json!({"lab_id": id, "token": token})))
 }
 
-pub fn ingest(shared: Shared, call: Call) -> LocalFuture {
+pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
     Box::pin(async move {
         let node_id = call.agent_node()?.to_string();
-        let body = crate::engine::ingest::parse_json(&call.req.body)?;
+        // JSON parsing off the executor thread (see api::agent::ingest).
+        let raw = std::mem::take(&mut call.req.body);
+        let body = smol::unblock(move || crate::engine::ingest::parse_json(&raw)).await?;
         let lab_id = labwatch::lab_id(&body)?;
         if lab_id != node_id {
             return Err(ApiError::forbidden("lab_id does not belong to this token"));
