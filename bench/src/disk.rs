@@ -1,0 +1,441 @@
+//! Figure 4: Disk bytes written per ingested snapshot.
+//!
+//! The daemon's /proc/PID/io `write_bytes` (bytes it caused to be written to
+//! the block layer: WAL appends, checkpoints into the database file; not the
+//! filesystem's journal) divided by the snapshots it acknowledged. After 2 h
+//! of history per node (backfilled and rolled up first, so tables have a
+//! production shape):
+//! - live: 200 nodes in real time, one snapshot each every 30 s, spread
+//!   evenly, for three minutes (default configuration: 1 s commit window);
+//! - fast: the same 200 nodes posting back to back (about one snapshot per
+//!   node per commit window, i.e. a 1 s interval).
+//!
+//! The daemon also writes every 10 minutes (upkeep timer): a rollup pass and
+//! the write-behind of each node's latest snapshot into `nodes`. A window
+//! that long does not fit a bounded benchmark, so that pass is run
+//! in-process on `cairnd::store::Store` (same code, schema and pragmas) over
+//! exactly 10 minutes of the same live data, and its bytes are amortised
+//! over the 4,000 snapshots 200 nodes send in 10 minutes. The same harness
+//! shows how the bytes per snapshot depend on the commit size.
+
+use crate::harness::*;
+use crate::ingest::drive;
+use cairnd::engine::ingest::{to_item, Item};
+use cairnd::store::nodes::NewNode;
+use cairnd::store::Store;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+struct Io {
+    write_bytes: u64,
+    wchar: u64,
+}
+
+fn io(pid: u32) -> Io {
+    Io {
+        write_bytes: io_field(pid, "write_bytes").unwrap_or(0),
+        wchar: io_field(pid, "wchar").unwrap_or(0),
+    }
+}
+
+pub fn run(env: &Env, r: &mut Results) -> Res<()> {
+    let n = env.opt("disk-nodes", 200usize);
+    let fast_s = env.opt("disk-fast-seconds", 30.0f64);
+    let live_s = env.opt("disk-live-seconds", 180u64);
+    let history_h = env.opt("disk-history-hours", 2usize);
+    let dir = env.fresh_dir("disk")?;
+    let mut d = env.start_daemon(&dir, &[])?;
+    let admin = d.admin_token()?;
+    let agents = d.enroll_many(&admin, n, "disk")?;
+    let pid = d.pid();
+    let db = d.db_path();
+
+    // History first, so that every node's rows span many pages as in
+    // production, then the rollup pass for it, outside the measured windows.
+    let list: Vec<(usize, String)> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| (i, t.clone()))
+        .collect();
+    let end = unix_now() / 30 * 30 - 120;
+    let (hist, took) = backfill(&d.http(), &list, history_h * 120, end, 500, 16)?;
+    let pass = settle_rollups(&d, &admin, &agents[0].0)?;
+    println!(
+        "  history: {hist} snapshots ({history_h} h x {n} nodes) in {:.1} s, rolled up in {:.1} s",
+        took.as_secs_f64(),
+        pass.as_secs_f64()
+    );
+
+    // Live: 200 nodes every 30 s, in real time.
+    println!("  live: {n} nodes, one snapshot every 30 s each, for {live_s} s...");
+    let acked_p = AtomicU64::new(0);
+    let io0 = io(pid);
+    let size0 = db_bytes(&db);
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(live_s);
+    std::thread::scope(|s| {
+        for (i, (_, token)) in agents.iter().enumerate() {
+            let (acked_p, url) = (&acked_p, d.url());
+            s.spawn(move || {
+                let http = Http::new(&url);
+                let mut next = start + Duration::from_secs_f64(30.0 * i as f64 / n as f64);
+                while next < stop {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    if let Ok((200, text)) =
+                        http.post("/api/v1/agent/ingest", Some(token), &single_body(i, unix_now()))
+                    {
+                        acked_p.fetch_add(accepted(&text), Ordering::Relaxed);
+                    }
+                    next += Duration::from_secs(30);
+                }
+            });
+        }
+    });
+    let io1 = io(pid);
+    let acked = acked_p.into_inner().max(1) as f64;
+    let live_ingest = (io1.write_bytes - io0.write_bytes) as f64 / acked;
+    println!(
+        "  live: {acked} snapshots in {:.0} s; WAL file now {:.1} MiB",
+        start.elapsed().as_secs_f64(),
+        mib(file_size(Path::new(&format!("{}-wal", db.display()))))
+    );
+    r.info("disk.live.ingest_write_bytes_per_snapshot", live_ingest, "B");
+    r.info(
+        "disk.live.wchar_per_snapshot",
+        (io1.wchar - io0.wchar) as f64 / acked,
+        "B",
+    );
+    r.info(
+        "disk.live.db_growth_per_snapshot",
+        (db_bytes(&db) as f64 - size0 as f64) / acked,
+        "B",
+    );
+
+    // Fast: back to back, about one snapshot per node per commit window.
+    let t0 = unix_now();
+    let io0 = io(pid);
+    let fast = drive(&d, &agents, fast_s, 1000, |node, k| {
+        single_body(node, t0 + k as i64)
+    })?;
+    let io1 = io(pid);
+    let acked = fast.acked.max(1) as f64;
+    println!(
+        "  fast: {} snapshots in {:.1} s ({:.0}/s, {:.1} per node per s)",
+        fast.acked,
+        fast.elapsed.as_secs_f64(),
+        acked / fast.elapsed.as_secs_f64(),
+        acked / fast.elapsed.as_secs_f64() / n as f64
+    );
+    r.info(
+        "disk.fast.ingest_write_bytes_per_snapshot",
+        (io1.write_bytes - io0.write_bytes) as f64 / acked,
+        "B",
+    );
+    table_sizes(&db, r)?;
+    d.stop()?;
+
+    // The 10-minute upkeep, and commit sizes, in-process.
+    println!("  in-process: {SWEEP_NODES} nodes with 2 h of history, then 10 minutes at 30 s");
+    let mut upkeep = 0.0;
+    for (i, v) in VARIANTS.iter().enumerate() {
+        let w = sweep_one(&dir.join(format!("sweep-{i}.db")), v)?;
+        let line = format!(
+            "{:<46} {:>6.0} B/snapshot written ({:>5.0} WAL + {:>5.0} checkpoint), {:>5.1} pages/commit",
+            v.name,
+            w.total,
+            w.wal,
+            w.total - w.wal,
+            w.pages_per_commit
+        );
+        println!("  {line}");
+        r.notes.push(line);
+        if let Some(u) = w.upkeep {
+            upkeep = u.rollup + u.flush;
+            r.info("disk.upkeep.rollup_pass_per_snapshot", u.rollup, "B");
+            r.info("disk.upkeep.latest_flush_per_snapshot", u.flush, "B");
+        }
+    }
+    r.target(
+        "disk.live.write_bytes_per_snapshot_amortised",
+        live_ingest + upkeep,
+        "B",
+        1024.0,
+        true,
+    );
+    r.note(
+        "write_bytes counts page-cache pages dirtied (each WAL append after an fsync, each \
+         checkpoint write); ext4's own journal is not included. wchar counts write() bytes, HTTP \
+         responses included. Amortised = live ingest (daemon) + one 10-minute upkeep pass \
+         (in-process) / 4000 snapshots.",
+    );
+    Ok(())
+}
+
+/// Stored bytes per row by table (SQLite's dbstat).
+fn table_sizes(db: &Path, r: &mut Results) -> Res<()> {
+    let c = open_ro(db)?;
+    let page: i64 = c
+        .query_row("PRAGMA page_size", [], |x| x.get(0))
+        .map_err(|e| e.to_string())?;
+    r.info("disk.page_size", page as f64, "B");
+    for table in ["samples", "disk_samples", "net_samples", "rollup_1m", "nodes"] {
+        let (pages, payload): (i64, i64) = c
+            .query_row(
+                "SELECT count(*), coalesce(sum(payload), 0) FROM dbstat WHERE name = ?1",
+                [table],
+                |x| Ok((x.get(0)?, x.get(1)?)),
+            )
+            .map_err(|e| format!("dbstat: {e}"))?;
+        let rows: i64 = c
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |x| x.get(0))
+            .map_err(|e| e.to_string())?;
+        let line = format!(
+            "{table}: {rows} rows, {pages} pages, {:.0} B payload/row, {:.0} B on disk/row",
+            payload as f64 / rows.max(1) as f64,
+            (pages * page) as f64 / rows.max(1) as f64
+        );
+        println!("  {line}");
+        r.notes.push(line);
+    }
+    Ok(())
+}
+
+/// One in-process run: commit size and whether it is live data or a backfill.
+struct Variant {
+    name: &'static str,
+    /// Snapshots per commit (requests are whole: a backfill request is one commit).
+    group: usize,
+    /// Consecutive snapshots of one node per request (50: a backfill batch).
+    per_request: usize,
+    /// Also measure the 10-minute upkeep after this run.
+    upkeep: bool,
+}
+
+const VARIANTS: [Variant; 5] = [
+    Variant {
+        name: "live, 1 snapshot per commit",
+        group: 1,
+        per_request: 1,
+        upkeep: false,
+    },
+    Variant {
+        name: "live, 7 per commit (200 nodes, 1 s window)",
+        group: 7,
+        per_request: 1,
+        upkeep: true,
+    },
+    Variant {
+        name: "live, 33 per commit (200 nodes, 5 s window)",
+        group: 33,
+        per_request: 1,
+        upkeep: false,
+    },
+    Variant {
+        name: "live, 200 per commit",
+        group: 200,
+        per_request: 1,
+        upkeep: false,
+    },
+    Variant {
+        name: "backfill, one 50-snapshot request per commit",
+        group: 50,
+        per_request: 50,
+        upkeep: false,
+    },
+];
+
+const SWEEP_NODES: usize = 200;
+/// 10 minutes at 30 s.
+const SWEEP_ROUNDS: usize = 20;
+
+struct Swept {
+    /// All bytes written (WAL appends and checkpoints) per snapshot.
+    total: f64,
+    /// WAL frame bytes per snapshot.
+    wal: f64,
+    pages_per_commit: f64,
+    upkeep: Option<Upkeep>,
+}
+
+/// Bytes per snapshot of one 10-minute upkeep pass, over 200 nodes x 20 snapshots.
+struct Upkeep {
+    rollup: f64,
+    flush: f64,
+}
+
+/// Pages this connection has written to the WAL so far (SQLITE_DBSTATUS_CACHE_WRITE).
+fn pages_written(store: &Store) -> i64 {
+    let (mut cur, mut hi) = (0, 0);
+    // SAFETY: a valid open connection handle; the out-pointers live for the call.
+    unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            store.conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+            &mut cur,
+            &mut hi,
+            0,
+        );
+    }
+    cur as i64
+}
+
+fn my_write_bytes() -> u64 {
+    io_field(std::process::id(), "write_bytes").unwrap_or(0)
+}
+
+/// Bytes written by `f` plus the checkpoint that moves them into the database file.
+fn written(store: &mut Store, f: impl FnOnce(&mut Store) -> Res<()>) -> Res<f64> {
+    let err = |e: rusqlite::Error| e.to_string();
+    store
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .map_err(err)?;
+    let w0 = my_write_bytes();
+    f(store)?;
+    store
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .map_err(err)?;
+    Ok((my_write_bytes() - w0) as f64)
+}
+
+/// Stores one request the way engine::ingest does.
+fn store_request(store: &mut Store, id: &str, items: &[Item]) -> Res<()> {
+    let err = |e: rusqlite::Error| e.to_string();
+    for it in items {
+        let (disks, nets) = if store.wants_detail(id, it.ts) {
+            (&it.disks[..], &it.nets[..])
+        } else {
+            (&[][..], &[][..])
+        };
+        if store.insert_sample(id, &it.sample, disks, nets).map_err(err)? {
+            store.mark_rollup_dirty(id, it.ts).map_err(err)?;
+        }
+    }
+    if let Some(last) = items.last() {
+        let (os, arch, ver) = &last.system;
+        store.update_node_system(id, os, arch, ver).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let err = |e: rusqlite::Error| e.to_string();
+    let mut store = Store::open(path)?;
+    let now = unix_now() / 600 * 600;
+    let ids: Vec<String> = (0..SWEEP_NODES).map(|i| format!("n_bench{i:05}")).collect();
+    for id in &ids {
+        store
+            .insert_node(
+                &NewNode {
+                    id,
+                    name: id,
+                    hostname: id,
+                    kind: "agent",
+                    os: "",
+                    arch: "",
+                    agent_version: "",
+                    token_hash: None,
+                    interval_s: 30,
+                },
+                now,
+            )
+            .map_err(err)?;
+    }
+    let item = |node: usize, ts: i64| -> Res<Item> {
+        to_item(snapshot(node, ts), None, "", now).map_err(|e| e.message)
+    };
+    // Two hours of history, rolled up, latest snapshots written: a daemon
+    // that has been running. Live data then starts ahead of the watermarks.
+    let t_live = now - 3600;
+    let t_hist = t_live - 2 * 3600;
+    let offset = |n: usize| (n % 30) as i64;
+    for k in 0..240 {
+        if k % 20 == 0 {
+            store.conn.execute_batch("BEGIN").map_err(err)?;
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let it = item(n, t_hist + k * 30 + offset(n))?;
+            store_request(&mut store, id, std::slice::from_ref(&it))?;
+            store.note_latest(id, it.ts, it.latest.clone(), it.sample.clone());
+        }
+        if k % 20 == 19 {
+            store.conn.execute_batch("COMMIT").map_err(err)?;
+        }
+    }
+    store.roll_up(t_live + 120).map_err(err)?;
+    store.flush_latest().map_err(err)?;
+
+    // The measured part: requests in arrival order, `group` snapshots per commit.
+    let mut reqs: Vec<(usize, Vec<Item>)> = Vec::new();
+    if v.per_request == 1 {
+        for k in 0..SWEEP_ROUNDS {
+            for n in 0..SWEEP_NODES {
+                reqs.push((n, vec![item(n, t_live + k as i64 * 30 + offset(n))?]));
+            }
+        }
+    } else {
+        for n in 0..SWEEP_NODES {
+            let items = (0..v.per_request)
+                .map(|j| item(n, t_live + j as i64 * 30 + offset(n)))
+                .collect::<Res<Vec<_>>>()?;
+            reqs.push((n, items));
+        }
+    }
+    let snapshots: usize = reqs.iter().map(|(_, items)| items.len()).sum();
+    let mut commits = 0;
+    let mut pages = 0;
+    let total = written(&mut store, |store| {
+        let pages0 = pages_written(store);
+        let mut in_commit = 0;
+        let mut pending: Vec<(usize, &Item)> = Vec::new();
+        for (n, items) in &reqs {
+            if in_commit == 0 {
+                store.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            }
+            store_request(store, &ids[*n], items)?;
+            pending.extend(items.last().map(|it| (*n, it)));
+            in_commit += items.len();
+            if in_commit >= v.group {
+                store.conn.execute_batch("COMMIT").map_err(err)?;
+                commits += 1;
+                in_commit = 0;
+                for (n, it) in pending.drain(..) {
+                    store.note_latest(&ids[n], it.ts, it.latest.clone(), it.sample.clone());
+                }
+            }
+        }
+        if in_commit > 0 {
+            store.conn.execute_batch("COMMIT").map_err(err)?;
+            commits += 1;
+        }
+        pages = pages_written(store) - pages0;
+        Ok(())
+    })?;
+    let page_size: i64 = store
+        .conn
+        .query_row("PRAGMA page_size", [], |x| x.get(0))
+        .map_err(err)?;
+    let upkeep = if v.upkeep {
+        // The timer's pass: rollups up to the settled end, then the latest rows.
+        let t_end = t_live + SWEEP_ROUNDS as i64 * 30;
+        let rollup = written(&mut store, |s| s.roll_up(t_end + 120).map_err(err))?;
+        let flush = written(&mut store, |s| s.flush_latest().map(|_| ()).map_err(err))?;
+        Some(Upkeep {
+            rollup: rollup / snapshots as f64,
+            flush: flush / snapshots as f64,
+        })
+    } else {
+        None
+    };
+    Ok(Swept {
+        total: total / snapshots as f64,
+        wal: (pages * (page_size + 24)) as f64 / snapshots as f64,
+        pages_per_commit: pages as f64 / commits.max(1) as f64,
+        upkeep,
+    })
+}

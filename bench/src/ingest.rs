@@ -1,0 +1,413 @@
+//! Figure 1: Durable ingest throughput over HTTP, beside SQLite's
+//! batched-insert ceiling for the same rows through the same store functions.
+//!
+//! Load: one client thread per simulated agent, each with its own keep-alive
+//! connection, posting as fast as the daemon acknowledges (200 only after the
+//! group commit). Two phases against one daemon:
+//! - single: one snapshot per request, live timestamps (node k-th post at
+//!   t0 + k s, t0 just ahead of the rollup watermark, as live agents are);
+//! - batch: 50 snapshots per request, 30 s apart in the past (backfill).
+//!
+//! Both run twice: with the default configuration (commits spaced at least
+//! `commit_window_ms` = 1000 ms apart) and with CAIRN_COMMIT_WINDOW_MS=0
+//! (commits back to back), which shows what the machinery itself can take.
+//!
+//! The ceiling opens `cairnd::store::Store` on a fresh file (same schema and
+//! pragmas: WAL, synchronous=FULL) and inserts the window-0 run's snapshots
+//! in the same order, 1000 per transaction, storing the rows the daemon
+//! stores. Two variants: rows only (`insert_sample`) and the full store work
+//! of a request (plus rollup dirty marks, system info, latest snapshot).
+
+use crate::harness::*;
+use cairnd::engine::ingest::{to_item, Item};
+use cairnd::store::nodes::NewNode;
+use cairnd::store::Store;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 50;
+/// Single snapshots are 1 s apart per node from 100 s in the past: this many
+/// stay within the daemon's 5-minute future limit.
+const SINGLE_MAX: usize = 400;
+const BATCH_MAX: usize = 100;
+const PER_COMMIT: usize = 1000;
+
+pub struct Drive {
+    pub acked: u64,
+    pub errors: u64,
+    /// Requests completed per node.
+    pub per_node: Vec<usize>,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+    pub daemon_cpu_s: f64,
+    /// CPU of the daemon's executor thread (parsing, validation, SQLite).
+    pub executor_cpu_s: f64,
+    pub client_cpu_s: f64,
+}
+
+/// Runs one client thread per node until `secs` have passed or each has sent
+/// `max_per_node` requests; `body(node, k)` is node's k-th request body.
+pub fn drive(
+    d: &Daemon,
+    agents: &[(String, String)],
+    secs: f64,
+    max_per_node: usize,
+    body: impl Fn(usize, usize) -> Vec<u8> + Sync,
+) -> Res<Drive> {
+    let pid = d.pid();
+    let barrier = Barrier::new(agents.len() + 1);
+    let acked = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let first_error: Mutex<Option<String>> = Mutex::new(None);
+    let results: Mutex<Vec<(usize, usize, Vec<Duration>)>> = Mutex::new(Vec::new());
+    let url = d.url();
+    let mut started = Instant::now();
+    let (mut cpu0, mut exec0, mut self0) = (0.0, 0.0, 0.0);
+    std::thread::scope(|s| {
+        for (i, (_, token)) in agents.iter().enumerate() {
+            let (barrier, acked, errors, first_error, results, url, body) =
+                (&barrier, &acked, &errors, &first_error, &results, &url, &body);
+            s.spawn(move || {
+                let http = Http::new(url);
+                let mut lat = Vec::with_capacity(max_per_node);
+                barrier.wait();
+                let deadline = Instant::now() + Duration::from_secs_f64(secs);
+                let mut k = 0;
+                while k < max_per_node && Instant::now() < deadline {
+                    let b = body(i, k);
+                    let t = Instant::now();
+                    match http.post("/api/v1/agent/ingest", Some(token), &b) {
+                        Ok((200, text)) => {
+                            acked.fetch_add(accepted(&text), Ordering::Relaxed);
+                        }
+                        other => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            let mut fe = first_error.lock().expect("lock");
+                            if fe.is_none() {
+                                *fe = Some(format!("{other:?}"));
+                            }
+                        }
+                    }
+                    lat.push(t.elapsed());
+                    k += 1;
+                }
+                results.lock().expect("lock").push((i, k, lat));
+            });
+        }
+        cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+        exec0 = thread_cpu_seconds(pid, pid).unwrap_or(0.0);
+        self0 = self_cpu_seconds();
+        barrier.wait();
+        started = Instant::now();
+    });
+    let elapsed = started.elapsed();
+    let daemon_cpu_s = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let executor_cpu_s = thread_cpu_seconds(pid, pid).unwrap_or(0.0) - exec0;
+    let client_cpu_s = self_cpu_seconds() - self0;
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        println!("  first error: {e}");
+    }
+    let mut per_node = vec![0; agents.len()];
+    let mut latencies = Vec::new();
+    for (i, k, lat) in results.into_inner().expect("lock") {
+        per_node[i] = k;
+        latencies.extend(lat);
+    }
+    Ok(Drive {
+        acked: acked.into_inner(),
+        errors: errors.into_inner(),
+        per_node,
+        elapsed,
+        latencies,
+        daemon_cpu_s,
+        executor_cpu_s,
+        client_cpu_s,
+    })
+}
+
+fn report(r: &mut Results, name: &str, dr: &Drive) -> f64 {
+    let rate = dr.acked as f64 / dr.elapsed.as_secs_f64();
+    let requests: usize = dr.per_node.iter().sum();
+    println!(
+        "  {name}: {} snapshots acknowledged in {} requests over {:.1} s, {} errors",
+        dr.acked,
+        requests,
+        dr.elapsed.as_secs_f64(),
+        dr.errors
+    );
+    r.info(&format!("ingest.{name}.snapshots_per_s"), rate, "snapshots/s");
+    let (p50, p99, _) = latency_ms(dr.latencies.clone());
+    r.info(&format!("ingest.{name}.request_p50"), p50, "ms");
+    r.info(&format!("ingest.{name}.request_p99"), p99, "ms");
+    r.info(
+        &format!("ingest.{name}.daemon_cpu_per_snapshot"),
+        dr.daemon_cpu_s * 1e6 / dr.acked.max(1) as f64,
+        "µs",
+    );
+    r.info(
+        &format!("ingest.{name}.executor_busy"),
+        100.0 * dr.executor_cpu_s / dr.elapsed.as_secs_f64(),
+        "% of one core",
+    );
+    r.info(
+        &format!("ingest.{name}.loadgen_cpu_share"),
+        100.0 * dr.client_cpu_s / (dr.client_cpu_s + dr.daemon_cpu_s).max(1e-9),
+        "% of CPU used by both",
+    );
+    if dr.errors > 0 {
+        r.note(format!("{name}: {} requests failed", dr.errors));
+    }
+    rate
+}
+
+/// The two phases against one fresh daemon; returns (single, batch50, watermark, ids).
+fn phases(
+    env: &Env,
+    r: &mut Results,
+    label: &str,
+    extra: &[(&str, &str)],
+    t0: &mut i64,
+    base: &mut i64,
+) -> Res<(Drive, Drive, i64, Vec<String>)> {
+    let n = env.opt("ingest-nodes", 200usize);
+    let secs = env.opt("ingest-seconds", 15.0f64);
+    let dir = env.fresh_dir(&format!("ingest-{label}"))?;
+    let mut d = env.start_daemon(&dir, extra)?;
+    let admin = d.admin_token()?;
+    let t = Instant::now();
+    let agents = d.enroll_many(&admin, n, "ingest")?;
+    println!(
+        "  [{label}] enrolled {n} nodes in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Live single snapshots: node's k-th at t0 + k, ahead of the watermark.
+    *t0 = unix_now() - 100;
+    let t0v = *t0;
+    let single = drive(&d, &agents, secs, SINGLE_MAX, |node, k| {
+        single_body(node, t0v + k as i64)
+    })?;
+    let wm: i64 = open_ro(&d.db_path())?
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'watermark_rollup_1m'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| format!("reading the watermark: {e}"))?;
+    report(r, &format!("{label}.single"), &single);
+
+    // Backfill batches of 50, 30 s apart, two days back.
+    *base = unix_now() - 2 * 86400 + 3600;
+    let basev = *base;
+    let batched = drive(&d, &agents, secs, BATCH_MAX, |node, k| {
+        batch_body(node, (k * BATCH..(k + 1) * BATCH).map(|j| basev + j as i64 * 30))
+    })?;
+    report(r, &format!("{label}.batch50"), &batched);
+    r.info(
+        &format!("ingest.{label}.daemon_vmhwm"),
+        mib(status_kb(d.pid(), "VmHWM").unwrap_or(0)),
+        "MiB",
+    );
+    d.stop()?;
+    Ok((
+        single,
+        batched,
+        wm,
+        agents.into_iter().map(|(id, _)| id).collect(),
+    ))
+}
+
+pub fn run(env: &Env, r: &mut Results) -> Res<()> {
+    let n = env.opt("ingest-nodes", 200usize);
+    // As configured out of the box (1 s commit window), then with commits
+    // back to back (CAIRN_COMMIT_WINDOW_MS=0): what the machinery can take.
+    let (mut t0, mut base) = (0, 0);
+    let (s_def, b_def, _, _) = phases(env, r, "default", &[], &mut t0, &mut base)?;
+    let (single, batched, wm, ids) = phases(
+        env,
+        r,
+        "window0",
+        &[("CAIRN_COMMIT_WINDOW_MS", "0")],
+        &mut t0,
+        &mut base,
+    )?;
+    let rate = |d: &Drive| d.acked as f64 / d.elapsed.as_secs_f64();
+
+    // What parsing and validating costs per snapshot, in-process (the executor does it).
+    let now = unix_now();
+    for (name, body, count, reps) in [
+        ("single", single_body(0, now - 60), 1, 5000),
+        (
+            "batch50",
+            batch_body(0, (0..BATCH as i64).map(|j| now - 86400 + j * 30)),
+            BATCH,
+            200,
+        ),
+    ] {
+        let t = Instant::now();
+        for _ in 0..reps {
+            let items = cairnd::engine::ingest::parse_native(&body, now).map_err(|e| e.message)?;
+            assert_eq!(items.len(), count);
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / (reps * count) as f64;
+        r.info(&format!("ingest.{name}.parse_validate_per_snapshot"), us, "µs");
+    }
+    r.info("ingest.single.body_bytes", single_body(0, now).len() as f64, "B");
+
+    // The window-0 run's snapshots, in the same order, straight into a Store.
+    let dir = env.fresh_dir("ingest-raw")?;
+    let rounds = |counts: &[usize], per: usize, ts: &dyn Fn(usize) -> i64| {
+        let mut reqs: Vec<(usize, Vec<i64>)> = Vec::new();
+        let max = counts.iter().copied().max().unwrap_or(0);
+        for k in 0..max {
+            for (node, &c) in counts.iter().enumerate() {
+                if k < c {
+                    reqs.push((node, (k * per..(k + 1) * per).map(ts).collect()));
+                }
+            }
+        }
+        reqs
+    };
+    let single_reqs = rounds(&single.per_node, 1, &|j| t0 + j as i64);
+    let batch_reqs = rounds(&batched.per_node, BATCH, &|j| base + j as i64 * 30);
+    for (name, reqs, http) in [
+        ("single", &single_reqs, [rate(&s_def), rate(&single)]),
+        ("batch50", &batch_reqs, [rate(&b_def), rate(&batched)]),
+    ] {
+        for full in [false, true] {
+            let variant = if full { "store_path" } else { "rows_only" };
+            let db = dir.join(format!("raw-{name}-{variant}.db"));
+            let (snaps, rows, took) = raw_ceiling(&db, &ids, wm, reqs, full)?;
+            let raw = snaps as f64 / took.as_secs_f64();
+            println!(
+                "  raw {name} {variant}: {snaps} snapshots ({rows} rows) in {:.2} s, {PER_COMMIT} per commit",
+                took.as_secs_f64()
+            );
+            r.info(
+                &format!("ingest.raw.{name}.{variant}.snapshots_per_s"),
+                raw,
+                "snapshots/s",
+            );
+            r.info(
+                &format!("ingest.raw.{name}.{variant}.rows_per_s"),
+                rows as f64 / took.as_secs_f64(),
+                "rows/s",
+            );
+            for (label, h) in ["default", "window0"].iter().zip(http) {
+                let ratio = 100.0 * h / raw;
+                if full {
+                    r.info(&format!("ingest.ratio.{label}.{name}.vs_store_path"), ratio, "%");
+                } else {
+                    r.target(
+                        &format!("ingest.ratio.{label}.{name}.vs_rows_only"),
+                        ratio,
+                        "%",
+                        50.0,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    r.note(format!(
+        "{n} client threads (one keep-alive connection each) share the machine's CPUs with cairnd; \
+         a snapshot is one samples row, plus disk_samples and net_samples rows for the first \
+         snapshot of each node in each 5-minute bucket"
+    ));
+    Ok(())
+}
+
+/// Inserts `reqs` (node index, timestamps of one request) into a fresh Store,
+/// `PER_COMMIT` snapshots per transaction, the way engine::ingest stores a
+/// request (detail rows once per node per 5 minutes); only the store calls
+/// are timed. `full` adds the rest of a request's store work: rollup dirty
+/// marks, the node's system info and the in-memory latest snapshot.
+/// Returns (snapshots, rows, time).
+fn raw_ceiling(
+    path: &Path,
+    ids: &[String],
+    wm: i64,
+    reqs: &[(usize, Vec<i64>)],
+    full: bool,
+) -> Res<(u64, u64, Duration)> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let mut store = Store::open(path)?;
+    let now = unix_now();
+    let err = |e: rusqlite::Error| e.to_string();
+    for id in ids {
+        store
+            .insert_node(
+                &NewNode {
+                    id,
+                    name: id,
+                    hostname: id,
+                    kind: "agent",
+                    os: "",
+                    arch: "",
+                    agent_version: "",
+                    token_hash: None,
+                    interval_s: 30,
+                },
+                now,
+            )
+            .map_err(err)?;
+    }
+    // As in the daemon, whose first rollup pass set this at start.
+    store
+        .set_setting("watermark_rollup_1m", &wm.to_string())
+        .map_err(err)?;
+    let mut timed = Duration::ZERO;
+    let (mut stored, mut rows) = (0u64, 0u64);
+    let mut i = 0;
+    while i < reqs.len() {
+        // Build one commit's worth of items (untimed).
+        let mut chunk: Vec<(&str, Vec<Item>)> = Vec::new();
+        let mut count = 0;
+        while i < reqs.len() && count < PER_COMMIT {
+            let (node, ts) = &reqs[i];
+            let items = ts
+                .iter()
+                .map(|&t| to_item(snapshot(*node, t), None, "", now).map_err(|e| e.message))
+                .collect::<Res<Vec<Item>>>()?;
+            count += items.len();
+            chunk.push((&ids[*node], items));
+            i += 1;
+        }
+        let t = Instant::now();
+        store.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        for (id, items) in &chunk {
+            for it in items {
+                let (disks, nets) = if store.wants_detail(id, it.ts) {
+                    (&it.disks[..], &it.nets[..])
+                } else {
+                    (&[][..], &[][..])
+                };
+                if store.insert_sample(id, &it.sample, disks, nets).map_err(err)? {
+                    stored += 1;
+                    rows += 1 + (disks.len() + nets.len()) as u64;
+                    if full {
+                        store.mark_rollup_dirty(id, it.ts).map_err(err)?;
+                    }
+                }
+            }
+            if let (true, Some(last)) = (full, items.last()) {
+                let (os, arch, ver) = &last.system;
+                store.update_node_system(id, os, arch, ver).map_err(err)?;
+            }
+        }
+        store.conn.execute_batch("COMMIT").map_err(err)?;
+        if full {
+            for (id, items) in &chunk {
+                if let Some(last) = items.last() {
+                    store.note_latest(id, last.ts, last.latest.clone(), last.sample.clone());
+                }
+            }
+        }
+        timed += t.elapsed();
+    }
+    Ok((stored, rows, timed))
+}

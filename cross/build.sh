@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Static musl builds of cairnd and cairn-agent for x86_64, aarch64 and armv7
+# (Raspberry Pi 2/3, 32-bit), with zig (cargo-zigbuild) as C compiler and linker.
+#
+#   bash cross/setup.sh                      # once per machine (idempotent)
+#   bash cross/build.sh                      # all three targets into dist/<arch>/
+#   bash cross/build.sh --targets "armv7" --out /tmp/dist
+#
+# Options
+#   --targets "LIST"  any of: x86_64 (amd64), aarch64 (arm64), armv7 (armhf);
+#                     default "x86_64 aarch64 armv7"
+#   --out DIR         output root; binaries land in DIR/<amd64|arm64|armv7>/
+#                     (default: dist/ at the workspace root)
+#   --bins "LIST"     cairnd and/or cairn-agent (default both)
+#   --mode lanes      (default) cairnd and cairn-agent build side by side, each
+#                     in one cargo run for x86_64+aarch64, then one for armv7
+#   --mode serial     (or --serial) one cargo run per target and binary, one
+#                     at a time: slower, but prints a time for each
+#
+# Environment
+#   CROSS_TARGET_DIR  cargo target dir (default target/cross, apart from the
+#                     dev build so the two never invalidate each other; armv7
+#                     uses its build-std/ subdirectory, see tdir_of)
+#   CROSS_CARGO_ARGS  extra cargo arguments, e.g. "--locked"
+#
+# Profiles (root Cargo.toml): cairn-agent uses `release` (panic=abort),
+# cairnd uses `release-daemon` (panic=unwind, catch_unwind in handlers).
+#
+# armv7-unknown-linux-musleabihf has no prebuilt std for this toolchain, so
+# its std is compiled from the rust-src component with -Zbuild-std on the
+# stable toolchain (RUSTC_BOOTSTRAP=1 is set for those two cargo runs only):
+#   cairn-agent: -Zbuild-std=std,panic_abort
+#   cairnd:      -Zbuild-std=std,panic_unwind  (unwinding works: libunwind
+#                comes from zig, ARM EHABI)
+# and with -C link-self-contained=no, because rustc's self-contained musl
+# crt1.o/crti.o/libunwind.a ship only with a prebuilt rust-std; zig supplies
+# crt files, musl and libunwind for the target instead.
+#
+# Parallelism (--mode lanes): cargo runs for different profiles lock different
+# dirs (target/cross/release vs target/cross/release-daemon), so the agent and
+# the daemon build at the same time, and x86_64+aarch64 share one cargo run per
+# binary. Each final link is a single-threaded fat-LTO job (codegen-units=1),
+# which otherwise leaves one of the two cores idle for much of every build.
+#
+# Every binary is checked: right ELF machine, no PT_INTERP, no DT_NEEDED
+# (static or static-pie); the script fails if any check fails.
+# Machine-readable lines: "TIME step=<name> seconds=<n>" and
+# "SIZE arch=<arch> bin=<name> bytes=<n>".
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+TARGETS="x86_64 aarch64 armv7"
+OUT="$ROOT/dist"
+BINS="cairnd cairn-agent"
+MODE=lanes
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --targets) TARGETS="$2"; shift 2 ;;
+        --targets=*) TARGETS="${1#*=}"; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        --out=*) OUT="${1#*=}"; shift ;;
+        --bins) BINS="$2"; shift 2 ;;
+        --bins=*) BINS="${1#*=}"; shift ;;
+        --mode) MODE="$2"; shift 2 ;;
+        --mode=*) MODE="${1#*=}"; shift ;;
+        --serial) MODE=serial; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "cross/build.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+say() { printf '[cross/build] %s\n' "$*"; }
+die() { printf '[cross/build] ERROR: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+for tool in cargo cargo-zigbuild readelf; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run bash cross/setup.sh first"
+done
+
+export CARGO_TARGET_DIR="${CROSS_TARGET_DIR:-$ROOT/target/cross}"
+# Call the zig binary directly rather than through `python3 -m ziglang` for
+# every C file (ring and SQLite compile dozens): cargo-zigbuild honours this.
+if [ -z "${CARGO_ZIGBUILD_ZIG_PATH:-}" ] && ! command -v zig >/dev/null 2>&1; then
+    zig_bin="$(python3 -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' 2>/dev/null || true)"
+    [ -n "$zig_bin" ] && [ -x "$zig_bin" ] && export CARGO_ZIGBUILD_ZIG_PATH="$zig_bin"
+fi
+# User RUSTFLAGS would override the per-target flags below; fold them in instead.
+USER_RUSTFLAGS="${RUSTFLAGS:-}"
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+read -r -a EXTRA_ARGS <<<"${CROSS_CARGO_ARGS:-}"
+
+triple_of() {
+    case "$1" in
+        x86_64|amd64) echo x86_64-unknown-linux-musl ;;
+        aarch64|arm64) echo aarch64-unknown-linux-musl ;;
+        armv7|armhf) echo armv7-unknown-linux-musleabihf ;;
+        *) die "unknown target '$1' (x86_64, aarch64, armv7)" ;;
+    esac
+}
+arch_of() {
+    case "$1" in
+        x86_64-*) echo amd64 ;;
+        aarch64-*) echo arm64 ;;
+        armv7-*) echo armv7 ;;
+    esac
+}
+# What `readelf -h` says in "Machine:" for each triple.
+machine_of() {
+    case "$1" in
+        x86_64-*) echo "X86-64" ;;
+        aarch64-*) echo "AArch64" ;;
+        armv7-*) echo "ARM" ;;
+    esac
+}
+
+# Checks that $1 is a static ELF for triple $2; prints a one-line verdict.
+check_static() {
+    local f="$1" triple="$2" hdr kind
+    [ -f "$f" ] || die "$f missing"
+    hdr="$(readelf -hW "$f")" || die "$f is not an ELF file"
+    grep -q "Machine:.*$(machine_of "$triple")" <<<"$hdr" \
+        || die "$f: wrong machine for $triple: $(grep Machine: <<<"$hdr")"
+    if [ "${triple#armv7}" != "$triple" ]; then
+        grep -q "hard-float ABI" <<<"$hdr" || die "$f: armv7 binary is not hard-float"
+    fi
+    if readelf -lW "$f" | grep -q 'INTERP'; then
+        die "$f is dynamically linked (has a PT_INTERP program header)"
+    fi
+    if readelf -dW "$f" 2>/dev/null | grep -q '(NEEDED)'; then
+        die "$f needs shared libraries: $(readelf -dW "$f" | grep '(NEEDED)' | tr -s ' ' | tr '\n' ';')"
+    fi
+    kind="$(sed -n 's/^ *Type: *\([A-Z]*\).*/\1/p' <<<"$hdr")"
+    case "$kind" in
+        EXEC) echo "static" ;;
+        DYN) echo "static-pie" ;;
+        *) die "$f: unexpected ELF type $kind" ;;
+    esac
+}
+
+# Builds one binary for one or more triples of the same kind (all build-std or
+# none) in one cargo run, logging to $3; reports through its exit code.
+build_one() {
+    local triples="$1" bin="$2" log="$3"
+    local pkg profile buildstd=() envs=() targs=() triple first
+    case "$bin" in
+        cairnd) pkg=cairnd; profile=release-daemon; buildstd=(-Zbuild-std=std,panic_unwind) ;;
+        cairn-agent) pkg=cairn-agent; profile=release; buildstd=(-Zbuild-std=std,panic_abort) ;;
+        *) echo "unknown binary '$bin' (cairnd, cairn-agent)" >"$log"; return 1 ;;
+    esac
+    for triple in $triples; do
+        targs+=(--target "$triple")
+        first="${first:-$triple}"
+        local tvar
+        tvar="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_RUSTFLAGS"
+        if needs_build_std "$triple"; then
+            envs+=("$tvar=${USER_RUSTFLAGS:+$USER_RUSTFLAGS }-C link-self-contained=no")
+        elif [ -n "$USER_RUSTFLAGS" ]; then
+            envs+=("$tvar=$USER_RUSTFLAGS")
+        fi
+    done
+    if needs_build_std "$first"; then
+        envs+=(RUSTC_BOOTSTRAP=1 "CARGO_TARGET_DIR=$(tdir_of "$first")")
+    else
+        buildstd=()
+    fi
+    (
+        cd "$ROOT"
+        echo "+ ${envs[*]} cargo zigbuild --profile $profile -p $pkg --bin $bin ${targs[*]} ${buildstd[*]} ${EXTRA_ARGS[*]}"
+        env "${envs[@]}" cargo zigbuild --profile "$profile" -p "$pkg" --bin "$bin" \
+            "${targs[@]}" "${buildstd[@]}" "${EXTRA_ARGS[@]}"
+    ) >"$log" 2>&1
+}
+
+needs_build_std() { case "$1" in armv7-*) return 0 ;; *) return 1 ;; esac; }
+
+# build-std targets get a target dir of their own: RUSTC_BOOTSTRAP=1 reruns the
+# build scripts of proc-macro2, serde & co. (they probe for nightly), which
+# would otherwise rebuild the shared host artifacts on every switch.
+tdir_of() {
+    case "$1" in
+        armv7-*) echo "$CARGO_TARGET_DIR/build-std" ;;
+        *) echo "$CARGO_TARGET_DIR" ;;
+    esac
+}
+
+profile_of() {
+    case "$1" in
+        cairnd) echo release-daemon ;;
+        cairn-agent) echo release ;;
+        *) die "unknown binary '$1' (cairnd, cairn-agent)" ;;
+    esac
+}
+
+LOGDIR="$CARGO_TARGET_DIR/logs"
+mkdir -p "$LOGDIR"
+TRIPLES=()
+for t in $TARGETS; do TRIPLES+=("$(triple_of "$t")"); done
+for bin in $BINS; do profile_of "$bin" >/dev/null; done
+say "workspace $ROOT; target dir $CARGO_TARGET_DIR; output $OUT; targets: ${TRIPLES[*]}; bins: $BINS; mode: $MODE"
+T_ALL="$(now)"
+
+# Runs build_one in the foreground and prints its time, or dies with its log.
+run_build() {
+    local triples="$1" bin="$2" name="$3" t0
+    t0="$(now)"
+    say "building $bin for $triples (log: $LOGDIR/$name.log)"
+    if build_one "$triples" "$bin" "$LOGDIR/$name.log"; then
+        echo "TIME step=build-$name seconds=$(elapsed "$t0")"
+    else
+        tail -n 40 "$LOGDIR/$name.log" >&2
+        say "build of $bin for $triples FAILED (full log: $LOGDIR/$name.log)"
+        return 1
+    fi
+}
+
+case "$MODE" in
+    serial)
+        # One cargo run at a time: slowest, but gives a time per target and binary.
+        for triple in "${TRIPLES[@]}"; do
+            for bin in $BINS; do
+                run_build "$triple" "$bin" "$(arch_of "$triple")-$bin" || die "build failed"
+            done
+        done
+        ;;
+    lanes)
+        # One lane per binary, the lanes side by side. In each lane, one cargo
+        # run for all prebuilt-std targets (so cargo overlaps their compiles
+        # and their final LTO links), then one for the build-std target.
+        plain="" std=""
+        for triple in "${TRIPLES[@]}"; do
+            if needs_build_std "$triple"; then std="$std $triple"; else plain="$plain $triple"; fi
+        done
+        pids=() lanes=()
+        for bin in $BINS; do
+            (
+                set -e
+                if [ -n "$plain" ]; then run_build "${plain# }" "$bin" "prebuilt-std-$bin"; fi
+                for triple in $std; do run_build "$triple" "$bin" "$(arch_of "$triple")-$bin"; done
+            ) &
+            pids+=($!) lanes+=("$bin")
+            # Let the first cargo-zigbuild write its per-target wrapper scripts
+            # before the second one looks for them.
+            sleep 2
+        done
+        failed=0
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}" || { say "lane ${lanes[$i]} failed"; failed=1; }
+        done
+        [ "$failed" = 0 ] || die "build failed"
+        ;;
+    *) die "unknown --mode $MODE (lanes, serial)" ;;
+esac
+
+SIZES=()
+for triple in "${TRIPLES[@]}"; do
+    arch="$(arch_of "$triple")"
+    mkdir -p "$OUT/$arch"
+    for bin in $BINS; do
+        src="$(tdir_of "$triple")/$triple/$(profile_of "$bin")/$bin"
+        cp -f "$src" "$OUT/$arch/$bin"
+        verdict="$(check_static "$OUT/$arch/$bin" "$triple")"
+        bytes="$(stat -c %s "$OUT/$arch/$bin")"
+        say "$OUT/$arch/$bin: $verdict, $bytes bytes"
+        SIZES+=("SIZE arch=$arch bin=$bin bytes=$bytes")
+    done
+done
+echo "TIME step=build-all seconds=$(elapsed "$T_ALL")"
+printf '%s\n' "${SIZES[@]}"
