@@ -12,10 +12,12 @@
 #   --out DIR         output root; binaries land in DIR/<amd64|arm64|armv7>/
 #                     (default: dist/ at the workspace root)
 #   --bins "LIST"     cairnd and/or cairn-agent (default both)
-#   --mode lanes      (default) cairnd and cairn-agent build side by side, each
-#                     in one cargo run for x86_64+aarch64, then one for armv7
-#   --mode serial     (or --serial) one cargo run per target and binary, one
-#                     at a time: slower, but prints a time for each
+#   --mode serial     (default) one cargo run per target and binary, one at
+#                     a time; prints a time for each
+#   --mode lanes      cairnd and cairn-agent build side by side, each in one
+#                     cargo run for x86_64+aarch64, then one for armv7. Measured
+#                     no faster on 2 cores (more CPU time in all), kept for
+#                     machines with more cores
 #
 # Environment
 #   CROSS_TARGET_DIR  cargo target dir (default target/cross, apart from the
@@ -36,11 +38,13 @@
 # crt1.o/crti.o/libunwind.a ship only with a prebuilt rust-std; zig supplies
 # crt files, musl and libunwind for the target instead.
 #
-# Parallelism (--mode lanes): cargo runs for different profiles lock different
+# Parallelism (--mode lanes, not the default): cargo runs for different profiles lock different
 # dirs (target/cross/release vs target/cross/release-daemon), so the agent and
 # the daemon build at the same time, and x86_64+aarch64 share one cargo run per
 # binary. Each final link is a single-threaded fat-LTO job (codegen-units=1),
-# which otherwise leaves one of the two cores idle for much of every build.
+# which leaves one of the two cores idle at the end of every cargo run. Yet on
+# this 2-core machine lanes took as long or longer than serial (cold, whole
+# set: 657 s vs 620 s, and 14m CPU vs 15.5m), so serial is the default.
 #
 # Every binary is checked: right ELF machine, no PT_INTERP, no DT_NEEDED
 # (static or static-pie); the script fails if any check fails.
@@ -54,7 +58,7 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 TARGETS="x86_64 aarch64 armv7"
 OUT="$ROOT/dist"
 BINS="cairnd cairn-agent"
-MODE=lanes
+MODE=serial
 while [ $# -gt 0 ]; do
     case "$1" in
         --targets) TARGETS="$2"; shift 2 ;;
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
         --mode) MODE="$2"; shift 2 ;;
         --mode=*) MODE="${1#*=}"; shift ;;
         --serial) MODE=serial; shift ;;
+        --lanes) MODE=lanes; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "cross/build.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
