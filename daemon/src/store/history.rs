@@ -265,26 +265,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::nodes::NewNode;
 
     fn store_with_node() -> Store {
-        let s = Store::memory();
-        s.insert_node(
-            &NewNode {
-                id: "n1",
-                name: "n1",
-                hostname: "n1",
-                kind: "agent",
-                os: "",
-                arch: "",
-                agent_version: "",
-                token_hash: None,
-                interval_s: 30,
-            },
-            0,
-        )
-        .unwrap();
-        s
+        Store::memory_with_node("n1")
     }
 
     impl Store {

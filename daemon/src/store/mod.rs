@@ -45,6 +45,28 @@ impl Store {
         Ok(store)
     }
 
+    /// An in-memory store with one agent node, for unit tests.
+    #[cfg(test)]
+    pub fn memory_with_node(id: &str) -> Store {
+        let s = Store::memory();
+        s.insert_node(
+            &nodes::NewNode {
+                id,
+                name: id,
+                hostname: id,
+                kind: "agent",
+                os: "",
+                arch: "",
+                agent_version: "",
+                token_hash: None,
+                interval_s: 30,
+            },
+            0,
+        )
+        .expect("inserting a test node");
+        s
+    }
+
     /// An in-memory store for unit tests.
     #[cfg(test)]
     pub fn memory() -> Store {

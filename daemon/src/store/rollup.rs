@@ -334,26 +334,9 @@ impl StoreTx<'_> {
 mod tests {
     use super::*;
     use crate::store::history::Sample;
-    use crate::store::nodes::NewNode;
 
     fn setup() -> Store {
-        let s = Store::memory();
-        s.insert_node(
-            &NewNode {
-                id: "n1",
-                name: "n1",
-                hostname: "n1",
-                kind: "agent",
-                os: "",
-                arch: "",
-                agent_version: "",
-                token_hash: None,
-                interval_s: 30,
-            },
-            0,
-        )
-        .unwrap();
-        s
+        Store::memory_with_node("n1")
     }
 
     fn cpu(ts: i64, v: f64) -> Sample {

@@ -69,32 +69,36 @@ const MIGRATIONS: &[&str] = &[
         last_seen INTEGER,
         latest TEXT
     );
-    -- Core host metrics: one wide row per (node, second).
+    -- Core host metrics: one wide row per (second, node). Time-major keys
+    -- make a group commit append to the same few pages; keyed by node, every
+    -- commit dirtied one 4 KiB page per node per table (42 KB written per
+    -- snapshot, measured). Per-node raw reads are limited to short windows
+    -- (store::rollup::RAW_MAX_SPAN_S); longer ones read node-major rollups.
     CREATE TABLE samples (
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         ts INTEGER NOT NULL,
+        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         cpu REAL, memory REAL, swap REAL,
         load1 REAL, load5 REAL, load15 REAL,
         disk REAL, temperature REAL,
         net_rx REAL, net_tx REAL, disk_read REAL, disk_write REAL,
-        PRIMARY KEY (node_id, ts)
+        PRIMARY KEY (ts, node_id)
     ) WITHOUT ROWID;
     CREATE TABLE disk_samples (
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         ts INTEGER NOT NULL,
+        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         mount TEXT NOT NULL,
         used_percent REAL NOT NULL,
         used_bytes INTEGER NOT NULL,
         total_bytes INTEGER NOT NULL,
-        PRIMARY KEY (node_id, mount, ts)
+        PRIMARY KEY (ts, node_id, mount)
     ) WITHOUT ROWID;
     CREATE TABLE net_samples (
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         ts INTEGER NOT NULL,
+        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
         interface TEXT NOT NULL,
         rx REAL NOT NULL,
         tx REAL NOT NULL,
-        PRIMARY KEY (node_id, interface, ts)
+        PRIMARY KEY (ts, node_id, interface)
     ) WITHOUT ROWID;
     -- Labwatch logs, bounded per node by the store.
     CREATE TABLE node_logs (
@@ -138,59 +142,11 @@ fn rollup_tables_sql() -> String {
     sql
 }
 
-/// 3: raw tables become time-major. With (node, ts) keys every commit
-/// dirtied one 4 KiB page per node per table (16 KB written per snapshot at
-/// homelab rates); keyed by (ts, node) new rows append to the same few pages,
-/// so a group commit writes little more than the rows themselves. Per-node
-/// reads of raw data are limited to short windows (store::rollup::RAW_MAX_SPAN_S).
-const TIME_MAJOR_RAW: &str = r#"
-    CREATE TABLE samples_t (
-        ts INTEGER NOT NULL,
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
-        cpu REAL, memory REAL, swap REAL,
-        load1 REAL, load5 REAL, load15 REAL,
-        disk REAL, temperature REAL,
-        net_rx REAL, net_tx REAL, disk_read REAL, disk_write REAL,
-        PRIMARY KEY (ts, node_id)
-    ) WITHOUT ROWID;
-    INSERT INTO samples_t SELECT ts, node_id, cpu, memory, swap, load1, load5, load15, disk,
-        temperature, net_rx, net_tx, disk_read, disk_write FROM samples;
-    DROP TABLE samples;
-    ALTER TABLE samples_t RENAME TO samples;
-    CREATE TABLE disk_samples_t (
-        ts INTEGER NOT NULL,
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
-        mount TEXT NOT NULL,
-        used_percent REAL NOT NULL,
-        used_bytes INTEGER NOT NULL,
-        total_bytes INTEGER NOT NULL,
-        PRIMARY KEY (ts, node_id, mount)
-    ) WITHOUT ROWID;
-    INSERT INTO disk_samples_t SELECT ts, node_id, mount, used_percent, used_bytes, total_bytes FROM disk_samples;
-    DROP TABLE disk_samples;
-    ALTER TABLE disk_samples_t RENAME TO disk_samples;
-    CREATE TABLE net_samples_t (
-        ts INTEGER NOT NULL,
-        node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
-        interface TEXT NOT NULL,
-        rx REAL NOT NULL,
-        tx REAL NOT NULL,
-        PRIMARY KEY (ts, node_id, interface)
-    ) WITHOUT ROWID;
-    INSERT INTO net_samples_t SELECT ts, node_id, interface, rx, tx FROM net_samples;
-    DROP TABLE net_samples;
-    ALTER TABLE net_samples_t RENAME TO net_samples;
-"#;
-
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     // Migration 2 is generated: the rollup tables.
     let generated = rollup_tables_sql();
-    let all: Vec<&str> = MIGRATIONS
-        .iter()
-        .copied()
-        .chain([generated.as_str(), TIME_MAJOR_RAW])
-        .collect();
+    let all: Vec<&str> = MIGRATIONS.iter().copied().chain([generated.as_str()]).collect();
     for (i, sql) in all.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
@@ -215,6 +171,6 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, 2);
     }
 }
