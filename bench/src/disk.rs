@@ -24,8 +24,7 @@ use cairnd::engine::ingest::{to_item, Item};
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 struct Io {
     write_bytes: u64,
@@ -69,31 +68,12 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
 
     // Live: 200 nodes every 30 s, in real time.
     println!("  live: {n} nodes, one snapshot every 30 s each, for {live_s} s...");
-    let acked_p = AtomicU64::new(0);
     let io0 = io(pid);
     let size0 = db_bytes(&db);
     let start = Instant::now();
-    let stop = start + Duration::from_secs(live_s);
-    std::thread::scope(|s| {
-        for (i, (_, token)) in agents.iter().enumerate() {
-            let (acked_p, url) = (&acked_p, d.url());
-            s.spawn(move || {
-                let http = Http::new(&url);
-                let mut next = start + Duration::from_secs_f64(30.0 * i as f64 / n as f64);
-                while next < stop {
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                    if let Ok((200, text)) =
-                        http.post("/api/v1/agent/ingest", Some(token), &single_body(i, unix_now()))
-                    {
-                        acked_p.fetch_add(accepted(&text), Ordering::Relaxed);
-                    }
-                    next += Duration::from_secs(30);
-                }
-            });
-        }
-    });
+    let acked = live(&d, &agents, live_s as f64, 30.0);
     let io1 = io(pid);
-    let acked = acked_p.into_inner().max(1) as f64;
+    let acked = acked.max(1) as f64;
     let live_ingest = (io1.write_bytes - io0.write_bytes) as f64 / acked;
     println!(
         "  live: {acked} snapshots in {:.0} s; WAL file now {:.1} MiB",

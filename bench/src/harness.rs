@@ -502,6 +502,36 @@ pub fn backfill(
     Ok((acked.into_inner(), started.elapsed()))
 }
 
+/// Live operation in real time: every node posts one snapshot (timestamp =
+/// now) every `interval_s`, spread evenly over the interval, one client
+/// thread and keep-alive connection per node, until `seconds` have passed.
+/// Returns the snapshots acknowledged.
+pub fn live(d: &Daemon, agents: &[(String, String)], seconds: f64, interval_s: f64) -> u64 {
+    let acked = AtomicU64::new(0);
+    let start = Instant::now();
+    let stop = start + Duration::from_secs_f64(seconds);
+    let n = agents.len().max(1);
+    std::thread::scope(|s| {
+        for (i, (_, token)) in agents.iter().enumerate() {
+            let (acked, url) = (&acked, d.url());
+            s.spawn(move || {
+                let http = Http::new(&url);
+                let mut next = start + Duration::from_secs_f64(interval_s * i as f64 / n as f64);
+                while next < stop {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    if let Ok((200, text)) =
+                        http.post("/api/v1/agent/ingest", Some(token), &single_body(i, unix_now()))
+                    {
+                        acked.fetch_add(accepted(&text), Ordering::Relaxed);
+                    }
+                    next += Duration::from_secs_f64(interval_s);
+                }
+            });
+        }
+    });
+    acked.into_inner()
+}
+
 /// Has the daemon compute the rollups of backfilled data the way the first
 /// chart opened after a backfill does: every backfilled snapshot lies behind
 /// the 1-minute watermark and leaves a `dirty:<node>` mark, and a history

@@ -216,6 +216,26 @@ fn machine(env: &Env, r: &mut Results) -> Res<()> {
         kernel.trim()
     ));
     r.info("machine.cpus", cpus as f64, "");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--", "daemon", "agent", "wire"]).is_empty();
+    let line = format!(
+        "source: commit {commit}{}",
+        if dirty {
+            " with uncommitted changes in daemon/agent/wire"
+        } else {
+            ""
+        }
+    );
+    println!("  {line}");
+    r.note(line);
 
     // A durable commit is at least one fdatasync: time 4 KiB appends + fdatasync.
     let p = env.work.join("fsync-probe");

@@ -176,11 +176,32 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     let (p50, p99, _) = latency_ms(lat);
     r.target("query.fleet_chart_24h.p50", p50, "ms", 100.0, true);
     r.target("query.fleet_chart_24h.p99", p99, "ms", 100.0, true);
+    d.stop()?;
+
+    // The same reads in-process on the same database: how much of a request
+    // is the store query (the rest is JSON rendering, the executor hop and HTTP).
+    let store = cairnd::store::Store::open(&d.db_path())?;
+    let now = unix_now();
+    let metrics = [0, 1]; // cpu, memory
+    for (name, id, span, points) in [
+        ("30d_one_node", month_id.as_str(), days * 86400, 1000),
+        ("24h_one_node", agents[1].0.as_str(), 86400, 1000),
+    ] {
+        let mut lat = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            store
+                .history(id, &metrics, now - span, now, points, now)
+                .map_err(|e| e.to_string())?;
+            lat.push(t.elapsed());
+        }
+        let (p50, _, _) = latency_ms(lat);
+        r.info(&format!("query.{name}.store_only_p50"), p50, "ms");
+    }
     r.note(format!(
         "{days} d x 1 node = {a1} snapshots, 24 h x {fleet} nodes = {a2}; the fleet chart covers {} nodes; \
          {reps} repetitions of the {days}-day query, {rounds} rounds of {fleet} 24-hour queries",
         fleet + 1
     ));
-    d.stop()?;
     Ok(())
 }

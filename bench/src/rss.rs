@@ -9,6 +9,7 @@
 //! again.
 
 use crate::harness::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn mem(r: &mut Results, d: &Daemon, prefix: &str, target: bool) {
@@ -64,7 +65,14 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     println!(
         "  backfilling {nodes} nodes x {slots} snapshots ({hours} h at 30 s) in batches of {batch}, {workers} clients..."
     );
+    let wb0 = io_field(d.pid(), "write_bytes").unwrap_or(0);
     let (acked, took) = backfill(&d.http(), &list, slots, end, batch, workers)?;
+    let wb1 = io_field(d.pid(), "write_bytes").unwrap_or(0);
+    r.info(
+        "rss.backfill.write_bytes_per_snapshot",
+        (wb1 - wb0) as f64 / acked.max(1) as f64,
+        "B",
+    );
     println!(
         "  backfill: {acked} snapshots in {:.1} s ({:.0}/s)",
         took.as_secs_f64(),
@@ -115,30 +123,25 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     d.restart()?;
     let admin = d.admin_token()?;
     let live_s = env.opt("rss-live-seconds", 65u64);
-    let http = d.http();
-    let start = Instant::now();
-    let slot = Duration::from_secs_f64(30.0 / nodes as f64);
-    let (mut posted, mut dashboards) = (0usize, 0u64);
-    while start.elapsed() < Duration::from_secs(live_s) {
-        let i = posted % nodes;
-        std::thread::sleep((start + slot * posted as u32).saturating_duration_since(Instant::now()));
-        let (status, text) = http.post(
-            "/api/v1/agent/ingest",
-            Some(&agents[i].1),
-            &single_body(i, unix_now()),
-        )?;
-        if status != 200 {
-            return Err(format!("live ingest: {status} {text}"));
-        }
-        posted += 1;
-        if start.elapsed().as_secs() / 10 >= dashboards {
-            dashboards += 1;
-            http.get("/api/v1/nodes?limit=1000", Some(&admin))?;
-            http.get("/api/v1/charts?metric=cpu&hours=24", Some(&admin))?;
-        }
-    }
+    let dashboards = AtomicU64::new(0);
+    let mut posted = 0;
+    std::thread::scope(|s| {
+        // The dashboard: the node list and the fleet chart every 10 s.
+        s.spawn(|| {
+            let http = d.http();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(live_s) {
+                let _ = http.get("/api/v1/nodes?limit=1000", Some(&admin));
+                let _ = http.get("/api/v1/charts?metric=cpu&hours=24", Some(&admin));
+                dashboards.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_secs(10));
+            }
+        });
+        posted = live(&d, &agents, live_s as f64, 30.0);
+    });
     println!(
-        "  restarted; {live_s} s of live operation: {posted} snapshots, {dashboards} dashboard refreshes"
+        "  restarted; {live_s} s of live operation: {posted} snapshots, {} dashboard refreshes",
+        dashboards.into_inner()
     );
     mem(r, &d, "rss.restarted_live", false);
     r.note(format!(
