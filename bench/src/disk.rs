@@ -309,22 +309,7 @@ fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
     let now = unix_now() / 600 * 600;
     let ids: Vec<String> = (0..SWEEP_NODES).map(|i| format!("n_bench{i:05}")).collect();
     for id in &ids {
-        store
-            .insert_node(
-                &NewNode {
-                    id,
-                    name: id,
-                    hostname: id,
-                    kind: "agent",
-                    os: "",
-                    arch: "",
-                    agent_version: "",
-                    token_hash: None,
-                    interval_s: 30,
-                },
-                now,
-            )
-            .map_err(err)?;
+        store.insert_node(&NewNode::agent(id, 30), now).map_err(err)?;
     }
     let item = |node: usize, ts: i64| -> Res<Item> {
         to_item(snapshot(node, ts), None, "", now).map_err(|e| e.message)

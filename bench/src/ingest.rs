@@ -339,22 +339,7 @@ fn raw_ceiling(
     let now = unix_now();
     let err = |e: rusqlite::Error| e.to_string();
     for id in ids {
-        store
-            .insert_node(
-                &NewNode {
-                    id,
-                    name: id,
-                    hostname: id,
-                    kind: "agent",
-                    os: "",
-                    arch: "",
-                    agent_version: "",
-                    token_hash: None,
-                    interval_s: 30,
-                },
-                now,
-            )
-            .map_err(err)?;
+        store.insert_node(&NewNode::agent(id, 30), now).map_err(err)?;
     }
     // As in the daemon, whose first rollup pass set this at start.
     store

@@ -49,21 +49,8 @@ impl Store {
     #[cfg(test)]
     pub fn memory_with_node(id: &str) -> Store {
         let s = Store::memory();
-        s.insert_node(
-            &nodes::NewNode {
-                id,
-                name: id,
-                hostname: id,
-                kind: "agent",
-                os: "",
-                arch: "",
-                agent_version: "",
-                token_hash: None,
-                interval_s: 30,
-            },
-            0,
-        )
-        .expect("inserting a test node");
+        s.insert_node(&nodes::NewNode::agent(id, 30), 0)
+            .expect("inserting a test node");
         s
     }
 

@@ -34,6 +34,23 @@ pub struct NewNode<'a> {
     pub interval_s: i64,
 }
 
+impl<'a> NewNode<'a> {
+    /// A plain agent node named after its id (fixtures for tests and benchmarks).
+    pub fn agent(id: &'a str, interval_s: i64) -> NewNode<'a> {
+        NewNode {
+            id,
+            name: id,
+            hostname: id,
+            kind: "agent",
+            os: "",
+            arch: "",
+            agent_version: "",
+            token_hash: None,
+            interval_s,
+        }
+    }
+}
+
 const NODE_COLS: &str =
     "id, name, hostname, kind, os, arch, agent_version, labels, location, interval_s, created_at, last_seen, latest";
 
