@@ -7,6 +7,8 @@
 #   `cairn-agent once`  must exit 0 and print one JSON object with objects
 #                       "cpu" (total_percent, ...) and "memory" (total_bytes > 0, ...)
 #   `cairnd version`    must exit 0; what it prints must start "cairnd <version>"
+#   .ci/dist-e2e.py     each arch's agent enrolls with the amd64 cairnd, delivers
+#                       a snapshot (node online) and exits 0 on SIGTERM
 #
 # Environment: CROSS_TARGETS (default "x86_64 aarch64 armv7"), CROSS_OUT
 # (default dist), CROSS_SKIP_SETUP=1 to skip cross/setup.sh, CROSS_BUILD_ARGS
@@ -111,6 +113,26 @@ for t in $TARGETS; do
         bad "$arch cairnd version: unexpected output: $first"
     fi
 done
+
+# The shipped agents against the shipped amd64 cairnd: enroll, deliver, stop.
+if [ -x "$OUT/amd64/cairnd" ]; then
+    ARCHES=()
+    for t in $TARGETS; do
+        case "$t" in x86_64|amd64) ARCHES+=(amd64) ;; aarch64|arm64) ARCHES+=(arm64) ;; *) ARCHES+=(armv7) ;; esac
+    done
+    t0="$(now)"
+    python3 .ci/dist-e2e.py "$OUT" "${ARCHES[@]}" >"$TMP/e2e" 2>&1 || true
+    echo "TIME step=dist-e2e seconds=$(elapsed "$t0")"
+    while IFS= read -r line; do
+        case "$line" in
+            "PASS "*) ok "${line#PASS }" ;;
+            "FAIL "*) bad "${line#FAIL }" ;;
+            *) say "$line" ;;
+        esac
+    done <"$TMP/e2e"
+    reported="$(grep -c '^PASS \|^FAIL ' "$TMP/e2e" || true)"
+    [ "$reported" -ge "${#ARCHES[@]}" ] || bad "dist-e2e.py reported $reported of ${#ARCHES[@]} arches: $(tail -c 600 "$TMP/e2e")"
+fi
 
 for t in $TARGETS; do
     case "$t" in x86_64|amd64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch=armv7 ;; esac

@@ -28,15 +28,23 @@
 # Profiles (root Cargo.toml): cairn-agent uses `release` (panic=abort),
 # cairnd uses `release-daemon` (panic=unwind, catch_unwind in handlers).
 #
-# armv7-unknown-linux-musleabihf has no prebuilt std for this toolchain, so
-# its std is compiled from the rust-src component with -Zbuild-std on the
-# stable toolchain (RUSTC_BOOTSTRAP=1 is set for those two cargo runs only):
-#   cairn-agent: -Zbuild-std=std,panic_abort
-#   cairnd:      -Zbuild-std=std,panic_unwind  (unwinding works: libunwind
-#                comes from zig, ARM EHABI)
-# and with -C link-self-contained=no, because rustc's self-contained musl
-# crt1.o/crti.o/libunwind.a ship only with a prebuilt rust-std; zig supplies
-# crt files, musl and libunwind for the target instead.
+# std from source (-Zbuild-std, from the rust-src component, on the stable
+# toolchain with RUSTC_BOOTSTRAP=1 set for those cargo runs only):
+#   cairn-agent, every target: -Zbuild-std=std,panic_abort
+#       -Zbuild-std-features=optimize_for_size, RUSTFLAGS
+#       -C force-unwind-tables=no -Zlocation-detail=none, and on x86_64
+#       -Cllvm-args=-enable-machine-outliner=always (LLVM already outlines
+#       at opt-level z on aarch64 and arm). Size is an agent target (<= 1.5 MB
+#       with TLS); measured on x86_64 (docs/BENCHMARKS.md): prebuilt std
+#       2,065,472 B; build-std + optimize_for_size + no unwind tables
+#       1,565,608; + no panic locations (panic messages stay, only "file:line"
+#       goes) + outliner 1,484,024.
+#   cairnd on armv7 only (no prebuilt std for armv7-unknown-linux-musleabihf
+#       in this toolchain): -Zbuild-std=std,panic_unwind (unwinding works:
+#       libunwind comes from zig, ARM EHABI).
+# armv7 also gets -C link-self-contained=no, because rustc's self-contained
+# musl crt1.o/crti.o/libunwind.a ship only with a prebuilt rust-std; zig
+# supplies crt files, musl and libunwind for the target instead.
 #
 # Parallelism (--mode lanes, not the default): cargo runs for different profiles lock different
 # dirs (target/cross/release vs target/cross/release-daemon), so the agent and
@@ -151,10 +159,13 @@ check_static() {
 # none) in one cargo run, logging to $3; reports through its exit code.
 build_one() {
     local triples="$1" bin="$2" log="$3"
-    local pkg profile buildstd=() envs=() targs=() triple first
+    local pkg profile buildstd=() envs=() targs=() triple first flags
     case "$bin" in
         cairnd) pkg=cairnd; profile=release-daemon; buildstd=(-Zbuild-std=std,panic_unwind) ;;
-        cairn-agent) pkg=cairn-agent; profile=release; buildstd=(-Zbuild-std=std,panic_abort) ;;
+        cairn-agent)
+            pkg=cairn-agent; profile=release
+            buildstd=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+            ;;
         *) echo "unknown binary '$bin' (cairnd, cairn-agent)" >"$log"; return 1 ;;
     esac
     for triple in $triples; do
@@ -162,14 +173,17 @@ build_one() {
         first="${first:-$triple}"
         local tvar
         tvar="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_RUSTFLAGS"
-        if needs_build_std "$triple"; then
-            envs+=("$tvar=${USER_RUSTFLAGS:+$USER_RUSTFLAGS }-C link-self-contained=no")
-        elif [ -n "$USER_RUSTFLAGS" ]; then
-            envs+=("$tvar=$USER_RUSTFLAGS")
+        flags="$USER_RUSTFLAGS"
+        if [ "$bin" = cairn-agent ]; then
+            flags="$flags -C force-unwind-tables=no -Zlocation-detail=none"
+            case "$triple" in x86_64-*) flags="$flags -Cllvm-args=-enable-machine-outliner=always" ;; esac
         fi
+        case "$triple" in armv7-*) flags="$flags -C link-self-contained=no" ;; esac
+        flags="${flags# }"
+        if [ -n "$flags" ]; then envs+=("$tvar=$flags"); fi
     done
-    if needs_build_std "$first"; then
-        envs+=(RUSTC_BOOTSTRAP=1 "CARGO_TARGET_DIR=$(tdir_of "$first")")
+    if needs_build_std "$first" "$bin"; then
+        envs+=(RUSTC_BOOTSTRAP=1 "CARGO_TARGET_DIR=$(tdir_of "$first" "$bin")")
     else
         buildstd=()
     fi
@@ -181,16 +195,21 @@ build_one() {
     ) >"$log" 2>&1
 }
 
-needs_build_std() { case "$1" in armv7-*) return 0 ;; *) return 1 ;; esac; }
+# needs_build_std TRIPLE BIN: the agent always (size), cairnd on armv7 only.
+needs_build_std() {
+    [ "$2" = cairn-agent ] && return 0
+    case "$1" in armv7-*) return 0 ;; *) return 1 ;; esac
+}
 
-# build-std targets get a target dir of their own: RUSTC_BOOTSTRAP=1 reruns the
+# build-std runs get a target dir of their own: RUSTC_BOOTSTRAP=1 reruns the
 # build scripts of proc-macro2, serde & co. (they probe for nightly), which
 # would otherwise rebuild the shared host artifacts on every switch.
 tdir_of() {
-    case "$1" in
-        armv7-*) echo "$CARGO_TARGET_DIR/build-std" ;;
-        *) echo "$CARGO_TARGET_DIR" ;;
-    esac
+    if needs_build_std "$1" "$2"; then
+        echo "$CARGO_TARGET_DIR/build-std"
+    else
+        echo "$CARGO_TARGET_DIR"
+    fi
 }
 
 profile_of() {
@@ -236,12 +255,12 @@ case "$MODE" in
         # One lane per binary, the lanes side by side. In each lane, one cargo
         # run for all prebuilt-std targets (so cargo overlaps their compiles
         # and their final LTO links), then one for the build-std target.
-        plain="" std=""
-        for triple in "${TRIPLES[@]}"; do
-            if needs_build_std "$triple"; then std="$std $triple"; else plain="$plain $triple"; fi
-        done
         pids=() lanes=()
         for bin in $BINS; do
+            plain="" std=""
+            for triple in "${TRIPLES[@]}"; do
+                if needs_build_std "$triple" "$bin"; then std="$std $triple"; else plain="$plain $triple"; fi
+            done
             (
                 set -e
                 if [ -n "$plain" ]; then run_build "${plain# }" "$bin" "prebuilt-std-$bin"; fi
@@ -266,7 +285,7 @@ for triple in "${TRIPLES[@]}"; do
     arch="$(arch_of "$triple")"
     mkdir -p "$OUT/$arch"
     for bin in $BINS; do
-        src="$(tdir_of "$triple")/$triple/$(profile_of "$bin")/$bin"
+        src="$(tdir_of "$triple" "$bin")/$triple/$(profile_of "$bin")/$bin"
         cp -f "$src" "$OUT/$arch/$bin"
         verdict="$(check_static "$OUT/$arch/$bin" "$triple")"
         bytes="$(stat -c %s "$OUT/$arch/$bin")"

@@ -1,7 +1,8 @@
-//! HTTP to cairnd: the enrollment exchange and ingest requests (ureq, rustls
-//! with the bundled webpki roots, so a static binary needs no CA files).
+//! HTTP to cairnd: the enrollment exchange and ingest requests (ureq; rustls
+//! with the system's CA bundle or `ca_file` for https, see `trust`).
 //! Sending order, retries and spool bookkeeping live in `ship`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use cairn_wire::{EnrollReply, EnrollRequest, IngestBatch, IngestReply};
@@ -36,9 +37,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// `server` is a base URL as `config::normalize_server` returns it.
-    pub fn new(server: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// `server` is a base URL as `config::normalize_server` returns it. For
+    /// an https server the CA certificates are loaded here, so a missing or
+    /// broken bundle is reported at start rather than on every request.
+    pub fn new(server: &str, ca_file: Option<&Path>) -> Result<Client, String> {
+        let mut config = ureq::Agent::config_builder();
+        if server.starts_with("https://") {
+            config = config.tls_config(crate::trust::tls_config(ca_file)?);
+        }
+        let agent: ureq::Agent = config
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             // Statuses are handled here, with the server's error message.
@@ -49,10 +56,10 @@ impl Client {
             .user_agent(concat!("cairn-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client {
+        Ok(Client {
             agent,
             server: server.to_string(),
-        }
+        })
     }
 
     pub fn server(&self) -> &str {
@@ -158,6 +165,47 @@ fn error_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::tests::{temp_file, ISRG_ROOT_X1};
+
+    /// An https URL pointing at a plain-HTTP listener: the TLS handshake
+    /// fails and is reported as a transport error (no panic for a missing
+    /// crypto provider, no fallback to plain text).
+    #[test]
+    fn https_uses_rustls_and_reports_handshake_failures() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        });
+        let ca = temp_file("client", ISRG_ROOT_X1);
+        let client = Client::new(&format!("https://127.0.0.1:{port}"), Some(&ca)).unwrap();
+        let req = EnrollRequest {
+            code: "x".into(),
+            hostname: "h".into(),
+            os: String::new(),
+            arch: String::new(),
+            agent_version: String::new(),
+        };
+        match client.enroll(&req) {
+            Err(SendError::Transport(e)) => assert!(e.contains("POST https://127.0.0.1"), "{e}"),
+            other => panic!("expected a TLS transport error, got {other:?}"),
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn https_without_a_usable_ca_file_fails_at_start() {
+        let e = Client::new("https://cairn.lan", Some(Path::new("/nonexistent/ca.pem")))
+            .err()
+            .unwrap();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        // Plain http needs no certificates at all.
+        assert!(Client::new("http://cairn.lan", Some(Path::new("/nonexistent/ca.pem"))).is_ok());
+    }
 
     #[test]
     fn cairnd_error_bodies_give_their_message() {

@@ -6,7 +6,11 @@
 //! state_dir = "/var/lib/cairn-agent"          # identity.json and spool/
 //! spool_max_bytes = 16777216                  # cap on unsent snapshots
 //! log_level = "info"                          # error, warn, info, debug, trace
+//! ca_file = "/etc/cairn/ca.pem"               # optional: trust this CA (PEM) for https
 //! ```
+//!
+//! Without `ca_file`, an https server is checked against the system's CA
+//! bundle (see `trust`).
 //!
 //! The node's identity (node id and token) is not here but in
 //! `<state_dir>/identity.json` (mode 0600): the config file may be world
@@ -33,6 +37,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub log_level: Option<log::LevelFilter>,
+    /// PEM file of the CA(s) to trust for an https server instead of the
+    /// system bundle (a self-signed or private-CA server certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -44,6 +51,7 @@ impl Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             log_level: None,
+            ca_file: None,
         }
     }
 
@@ -104,6 +112,12 @@ impl Config {
                     };
                     cfg.log_level = Some(parse_level(s).map_err(|e| bad(&e))?);
                 }
+                "ca_file" => {
+                    let Toml::Str(s) = value else {
+                        return Err(bad("must be a quoted path to a PEM file"));
+                    };
+                    cfg.ca_file = Some(ca_file(s).map_err(|e| bad(&e))?);
+                }
                 // A typo must not pass silently, but an old agent must still
                 // start with a config written for a newer one.
                 _ => log::warn!("config {file}: unknown key '{key}' ignored"),
@@ -119,6 +133,9 @@ impl Config {
         }
         if let Some(s) = var("CAIRN_STATE_DIR").filter(|s| !s.is_empty()) {
             self.state_dir = state_dir(&s).map_err(|e| format!("environment CAIRN_STATE_DIR {e}"))?;
+        }
+        if let Some(s) = var("CAIRN_CA_FILE").filter(|s| !s.is_empty()) {
+            self.ca_file = Some(ca_file(&s).map_err(|e| format!("environment CAIRN_CA_FILE {e}"))?);
         }
         Ok(())
     }
@@ -163,6 +180,15 @@ pub fn normalize_server(url: &str) -> Result<String, String> {
 fn state_dir(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     if !p.is_absolute() {
+        return Err(format!("must be an absolute path (got {s:?})"));
+    }
+    Ok(p)
+}
+
+fn ca_file(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if !p.is_absolute() {
+        // Relative to what? The service's working directory is not the config's.
         return Err(format!("must be an absolute path (got {s:?})"));
     }
     Ok(p)
@@ -289,6 +315,18 @@ mod tests {
             .apply_env(|k| (k == "CAIRN_SERVER").then(|| "ftp://x".to_string()))
             .unwrap_err();
         assert!(e.contains("CAIRN_SERVER"), "{e}");
+    }
+
+    #[test]
+    fn ca_file_from_config_and_environment() {
+        let mut c = parse("ca_file = \"/etc/cairn/ca.pem\"").unwrap();
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/etc/cairn/ca.pem")));
+        c.apply_env(|k| (k == "CAIRN_CA_FILE").then(|| "/srv/ca.pem".to_string()))
+            .unwrap();
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/srv/ca.pem")));
+        let e = parse("ca_file = \"ca.pem\"").unwrap_err();
+        assert!(e.contains("ca_file") && e.contains("absolute"), "{e}");
+        assert!(parse("ca_file = 1").unwrap_err().contains("PEM file"));
     }
 
     #[test]

@@ -18,3 +18,5 @@ pub mod logger;
 pub mod ship;
 #[cfg(feature = "client")]
 pub mod spool;
+#[cfg(feature = "client")]
+pub mod trust;

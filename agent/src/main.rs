@@ -112,7 +112,7 @@ fn enroll(args: cli::Enroll, explicit_level: bool) -> Result<(), String> {
         arch: system.arch,
         agent_version: system.agent_version,
     };
-    let reply = Client::new(&server)
+    let reply = Client::new(&server, cfg.ca_file.as_deref())?
         .enroll(&request)
         .map_err(|e| format!("enrolling with {server}: {e}"))?;
     if reply.node_id.is_empty() || reply.token.is_empty() {

@@ -68,7 +68,7 @@ pub fn run(config_flag: Option<PathBuf>, explicit_level: bool) -> Result<(), Str
     );
 
     let mut collectors = Collectors::new();
-    let mut shipper = Shipper::new(Client::new(&server), identity.token);
+    let mut shipper = Shipper::new(Client::new(&server, cfg.ca_file.as_deref())?, identity.token);
     let mut delivered_once = false;
     let mut last_second: Option<u64> = None;
     // The first snapshot comes a second after the baseline readings: rates

@@ -270,7 +270,7 @@ pub(crate) mod tests {
     fn sends_oldest_first_in_batches_with_the_token_and_adopts_the_interval() {
         let server = FakeServer::start(vec![ok(2)]);
         let (_d, mut spool) = spool_with("batches", 250);
-        let mut ship = Shipper::new(Client::new(&server.url), "tok".into());
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         let out = ship.flush(&mut spool, &AtomicBool::new(false));
         assert_eq!(out.sent, 250);
         assert_eq!(out.interval_s, Some(2), "the server's interval is adopted");
@@ -292,7 +292,7 @@ pub(crate) mod tests {
             r#"{"error":{"code":"unauthorized","message":"bad token"}}"#.into(),
         )]);
         let (_d, mut spool) = spool_with("401", 3);
-        let mut ship = Shipper::new(Client::new(&server.url), "tok".into());
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         let out = ship.flush(&mut spool, &AtomicBool::new(false));
         assert!(out.failed);
         assert_eq!(out.sent, 0);
@@ -314,7 +314,7 @@ pub(crate) mod tests {
             ok(30),      // [3]
         ]);
         let (_d, mut spool) = spool_with("400", 4);
-        let mut ship = Shipper::new(Client::new(&server.url), "tok".into());
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         let out = ship.flush(&mut spool, &AtomicBool::new(false));
         assert_eq!((out.sent, out.dropped, out.failed), (3, 1, false));
         assert!(spool.is_empty());
@@ -327,7 +327,7 @@ pub(crate) mod tests {
     fn server_errors_and_unreachable_servers_keep_the_spool() {
         let server = FakeServer::start(vec![(503, "busy".into())]);
         let (_d, mut spool) = spool_with("503", 2);
-        let mut ship = Shipper::new(Client::new(&server.url), "tok".into());
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         let out = ship.flush(&mut spool, &AtomicBool::new(false));
         assert!(out.failed);
         assert_eq!(spool.len(), 2);
@@ -338,7 +338,10 @@ pub(crate) mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut ship = Shipper::new(Client::new(&format!("http://127.0.0.1:{port}")), "t".into());
+        let mut ship = Shipper::new(
+            Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap(),
+            "t".into(),
+        );
         let out = ship.flush(&mut spool, &AtomicBool::new(false));
         assert!(out.failed);
         assert_eq!(spool.len(), 2);
@@ -348,7 +351,7 @@ pub(crate) mod tests {
     fn a_stop_request_sends_nothing_more() {
         let server = FakeServer::start(vec![ok(30)]);
         let (_d, mut spool) = spool_with("stop", 2);
-        let mut ship = Shipper::new(Client::new(&server.url), "tok".into());
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         let out = ship.flush(&mut spool, &AtomicBool::new(true));
         assert_eq!(out, Outcome::default());
         assert_eq!(spool.len(), 2);
