@@ -164,7 +164,7 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
         // Parsing and validating is the CPU-heavy part of ingest: it runs on
         // the blocking pool so the executor (and the other core) stay free.
         let body = std::mem::take(&mut call.req.body);
-        let items = smol::unblock(move || ingest::parse_native(&body, clock::now())).await?;
+        let items = ingest::parse_off_executor(body, |b| ingest::parse_native(b, clock::now())).await?;
         let done = shared.borrow_mut().ingest.submit(node_id.clone(), items);
         let (accepted, duplicates) = done
             .recv()

@@ -52,7 +52,7 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
         let node_id = call.agent_node()?.to_string();
         // JSON parsing off the executor thread (see api::agent::ingest).
         let raw = std::mem::take(&mut call.req.body);
-        let body = smol::unblock(move || crate::engine::ingest::parse_json(&raw)).await?;
+        let body = crate::engine::ingest::parse_off_executor(raw, crate::engine::ingest::parse_json).await?;
         let lab_id = labwatch::lab_id(&body)?;
         if lab_id != node_id {
             return Err(ApiError::forbidden("lab_id does not belong to this token"));
