@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Installs the .deb packages for real in a Debian bookworm chroot and checks
+# them: users, files, permissions, enabled units, systemd-analyze verify and
+# security (exposure <= 2.0), both services running as their users (cairnd on
+# 127.0.0.1, the agent enrolled with it and reporting), purge cleaning up,
+# and the arm64/armhf packages installed with dpkg --add-architecture and
+# their binaries run through qemu-user-static.
+#
+#   bash packaging/test-deb.sh        # after packaging/build.sh
+#
+# The chroot is debootstrapped once (minbase + adduser + systemd) and kept as
+# a tarball in target/chroot/ (CHROOT_CACHE), unpacked fresh for every run.
+# The services run under chroot --userspec rather than systemd-nspawn --boot:
+# the unit files are checked by systemd-analyze, the processes by running
+# them as the unit's user. Prints "PASS ..."/"FAIL ..." and "N passed, N failed";
+# "FIGURE name=value" lines carry measured times.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="${CHROOT_CACHE:-$ROOT/target/chroot/bookworm-minbase.tar.gz}"
+R="$ROOT/target/chroot/root"
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "PASS $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+say() { printf '[test-deb] %s\n' "$*"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+in_root() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_OFFLINE=1 LANG=C.UTF-8 "$@"; }
+
+for tool in debootstrap qemu-aarch64-static qemu-arm-static curl python3; do
+    command -v "$tool" >/dev/null || { echo "$tool missing (apt-get install debootstrap qemu-user-static curl)" >&2; exit 1; }
+done
+for f in "dist/cairnd_${VERSION}-1_amd64.deb" "dist/cairn-agent_${VERSION}-1_amd64.deb"; do
+    [ -f "$f" ] || { echo "$f missing: run packaging/build.sh" >&2; exit 1; }
+done
+
+# --- the chroot ----------------------------------------------------------
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for m in proc dev/pts dev; do umount -l "$R/$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+if [ ! -f "$CACHE" ]; then
+    t0="$(now)"
+    say "debootstrap bookworm minbase (once; cached in $CACHE)"
+    mkdir -p "$(dirname "$CACHE")"
+    rm -rf "$R.build"
+    debootstrap --variant=minbase --include=adduser,systemd,ca-certificates,procps bookworm "$R.build" \
+        http://deb.debian.org/debian >"$(dirname "$CACHE")/debootstrap.log" 2>&1 \
+        || { tail -n 30 "$(dirname "$CACHE")/debootstrap.log" >&2; exit 1; }
+    tar -C "$R.build" -czf "$CACHE.tmp" . && mv "$CACHE.tmp" "$CACHE"
+    rm -rf "$R.build"
+    echo "FIGURE debootstrap_seconds=$(elapsed "$t0")"
+fi
+cleanup
+rm -rf "$R" && mkdir -p "$R"
+tar -C "$R" -xzf "$CACHE"
+mount -t proc proc "$R/proc"
+mount --bind /dev "$R/dev"
+cp dist/*.deb "$R/tmp/"
+
+# --- install (amd64) -------------------------------------------------------
+t_install="$(now)"
+if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_amd64.deb" "/tmp/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg.log" 2>&1; then
+    ok "dpkg -i cairnd and cairn-agent (amd64)"
+else
+    bad "dpkg -i: $(tail -c 800 "$R/tmp/dpkg.log")"
+fi
+
+# Users, files and permissions: "path mode owner:group" as stat prints them.
+expect_stat() {
+    local path="$1" want="$2" got
+    got="$(in_root stat -c '%a %U:%G' "$path" 2>&1)" || true
+    if [ "$got" = "$want" ]; then ok "$path is $want"; else bad "$path is '$got', want '$want'"; fi
+}
+for u in cairnd cairn; do
+    if in_root getent passwd "$u" | grep -q ':/usr/sbin/nologin$'; then ok "system user $u (nologin)"; else bad "no system user $u"; fi
+done
+expect_stat /usr/bin/cairnd "755 root:root"
+expect_stat /usr/bin/cairn-agent "755 root:root"
+expect_stat /usr/lib/cairn/agents/arm64/cairn-agent "755 root:root"
+expect_stat /usr/lib/cairn/agents/armv7/cairn-agent "755 root:root"
+expect_stat /etc/cairn/cairnd.toml "640 root:cairnd"
+expect_stat /etc/cairn/agent.toml "640 root:cairn"
+expect_stat /var/lib/cairnd "750 cairnd:cairnd"
+expect_stat /var/lib/cairn-agent "700 cairn:cairn"
+for unit in cairnd cairn-agent; do
+    if [ -L "$R/etc/systemd/system/multi-user.target.wants/$unit.service" ]; then
+        ok "$unit.service enabled"
+    else
+        bad "$unit.service not enabled"
+    fi
+    if in_root grep -qx "/etc/cairn/$( [ $unit = cairnd ] && echo cairnd || echo agent).toml" "/var/lib/dpkg/info/$unit.conffiles"; then
+        ok "$unit: config is a conffile"
+    else
+        bad "$unit: config is not a conffile"
+    fi
+done
+
+# --- systemd-analyze, with the chroot's own systemd --------------------------
+for unit in cairnd cairn-agent; do
+    if out="$(in_root systemd-analyze verify "/lib/systemd/system/$unit.service" 2>&1)" && [ -z "$out" ]; then
+        ok "systemd-analyze verify $unit.service: clean"
+    else
+        bad "systemd-analyze verify $unit.service: $out"
+    fi
+    score="$(in_root systemd-analyze security --offline=true "/lib/systemd/system/$unit.service" 2>&1 \
+        | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
+    echo "FIGURE exposure_$unit=$score"
+    if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+        ok "systemd-analyze security $unit.service: exposure $score <= 2.0"
+    else
+        bad "systemd-analyze security $unit.service: exposure '$score'"
+    fi
+done
+
+# --- run both as their units would, and see the agent report ---------------
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+# The packaged config as it is, only the listen address moved to a free port.
+chroot --userspec=cairnd:cairnd "$R" /usr/bin/env -i CAIRN_LISTEN="127.0.0.1:$PORT" \
+    /usr/bin/cairnd serve --config /etc/cairn/cairnd.toml >"$R/tmp/cairnd.log" 2>&1 &
+PIDS+=($!)
+poll() { # poll SECONDS CMD...: until CMD succeeds
+    local limit="$1"; shift
+    local end=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+api() { # api METHOD PATH [JSON]
+    curl -fsS -X "$1" -H "Authorization: Bearer ${TOKEN:-}" -H 'Content-Type: application/json' \
+        ${3:+--data "$3"} "$BASE$2"
+}
+if poll 30 curl -fsS "$BASE/api/v1/health"; then ok "cairnd runs as user cairnd from the packaged config"; else bad "cairnd did not start: $(tail -c 600 "$R/tmp/cairnd.log")"; fi
+PASSWORD="$(cat "$R/var/lib/cairnd/initial-admin-password" 2>/dev/null || true)"
+TOKEN="$(api POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' 2>/dev/null || true)"
+CODE="$(api POST /api/v1/enrollment-codes '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])' 2>/dev/null || true)"
+if [ -n "$CODE" ]; then ok "admin login with the printed password; enrollment code created"; else bad "could not log in or create a code"; fi
+if chroot --userspec=cairn:cairn "$R" /usr/bin/env -i HOME=/var/lib/cairn-agent \
+    /usr/bin/cairn-agent enroll --server "$BASE" --code "$CODE" --config /etc/cairn/agent.toml >"$R/tmp/enroll.log" 2>&1; then
+    ok "cairn-agent enroll as user cairn"
+else
+    bad "cairn-agent enroll: $(tail -c 600 "$R/tmp/enroll.log")"
+fi
+expect_stat /var/lib/cairn-agent/identity.json "600 cairn:cairn"
+chroot --userspec=cairn:cairn "$R" /usr/bin/env -i CAIRN_SERVER="$BASE" CAIRN_AGENT_INTERVAL_S=1 \
+    /usr/bin/cairn-agent run --config /etc/cairn/agent.toml >"$R/tmp/agent.log" 2>&1 &
+AGENT=$!
+PIDS+=($AGENT)
+NODE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$R/var/lib/cairn-agent/identity.json" 2>/dev/null || true)"
+node_online() { api GET "/api/v1/nodes/$NODE" | python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(0 if n["status"]=="online" and n.get("latest") else 1)'; }
+if [ -n "$NODE" ] && poll 60 node_online; then
+    ok "the packaged agent reports: node $NODE online"
+    echo "FIGURE dpkg_install_to_node_reporting_seconds=$(elapsed "$t_install")"
+else
+    bad "node never came online: $(tail -c 600 "$R/tmp/agent.log")"
+fi
+kill -TERM "$AGENT" 2>/dev/null || true
+if wait "$AGENT"; then ok "cairn-agent exits 0 on SIGTERM"; else bad "cairn-agent exit status $? on SIGTERM"; fi
+for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+PIDS=()
+
+# --- upgrade in place keeps config and state ----------------------------------
+if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_amd64.deb" "/tmp/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg2.log" 2>&1 \
+    && [ -f "$R/var/lib/cairn-agent/identity.json" ] && [ -f "$R/var/lib/cairnd/cairn.db" ]; then
+    ok "reinstall over the installed packages keeps identity and database"
+else
+    bad "reinstall: $(tail -c 400 "$R/tmp/dpkg2.log"); $(ls "$R/var/lib/cairnd" "$R/var/lib/cairn-agent" 2>&1 | tr '\n' ' ')"
+fi
+
+# --- purge ------------------------------------------------------------------
+if in_root dpkg --purge cairnd cairn-agent >"$R/tmp/purge.log" 2>&1; then ok "dpkg --purge"; else bad "dpkg --purge: $(tail -c 400 "$R/tmp/purge.log")"; fi
+for gone in /etc/cairn /var/lib/cairnd /var/lib/cairn-agent /usr/bin/cairnd /usr/lib/cairn \
+    /etc/systemd/system/multi-user.target.wants/cairnd.service; do
+    if [ -e "$R$gone" ] || [ -L "$R$gone" ]; then bad "$gone left after purge"; else ok "$gone removed by purge"; fi
+done
+
+# --- the other architectures --------------------------------------------------
+in_root dpkg --add-architecture arm64
+in_root dpkg --add-architecture armhf
+for a in arm64:qemu-aarch64-static armhf:qemu-arm-static; do
+    arch="${a%%:*}" qemu="${a#*:}"
+    if in_root dpkg -i "/tmp/cairn-agent_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkg-$arch.log" 2>&1; then
+        ok "dpkg -i cairn-agent ($arch)"
+    else
+        bad "dpkg -i cairn-agent ($arch): $(tail -c 400 "$R/tmp/dpkg-$arch.log")"
+    fi
+    if "$qemu" "$R/usr/bin/cairn-agent" version >"$R/tmp/v.txt" 2>&1 && grep -q "cairn-agent" "$R/tmp/v.txt" \
+        && "$qemu" "$R/usr/bin/cairn-agent" once | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["memory"]["total_bytes"]>0'; then
+        ok "$arch cairn-agent version and once under $qemu"
+    else
+        bad "$arch cairn-agent under $qemu: $(head -c 300 "$R/tmp/v.txt")"
+    fi
+    in_root dpkg --purge cairn-agent >/dev/null 2>&1 || true
+    if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkgd-$arch.log" 2>&1 \
+        && "$qemu" "$R/usr/bin/cairnd" version | grep -q '^cairnd '; then
+        ok "dpkg -i cairnd ($arch); cairnd version under $qemu"
+    else
+        bad "cairnd ($arch): $(tail -c 400 "$R/tmp/dpkgd-$arch.log")"
+    fi
+    in_root dpkg --purge cairnd >/dev/null 2>&1 || true
+done
+
+for f in dist/*.deb; do echo "FIGURE size_$(basename "$f")=$(stat -c %s "$f")"; done
+echo "test-deb: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
