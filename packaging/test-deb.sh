@@ -15,51 +15,16 @@
 # them as the unit's user. Prints "PASS ..."/"FAIL ..." and "N passed, N failed";
 # "FIGURE name=value" lines carry measured times.
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-CACHE="${CHROOT_CACHE:-$ROOT/target/chroot/bookworm-minbase.tar.gz}"
-R="$ROOT/target/chroot/root"
-VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "PASS $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL $*"; }
-say() { printf '[test-deb] %s\n' "$*"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-in_root() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_OFFLINE=1 LANG=C.UTF-8 "$@"; }
-
-for tool in debootstrap qemu-aarch64-static qemu-arm-static curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool missing (apt-get install debootstrap qemu-user-static curl)" >&2; exit 1; }
+# shellcheck source=packaging/chroot-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/chroot-lib.sh"
+for tool in qemu-aarch64-static qemu-arm-static; do
+    command -v "$tool" >/dev/null || { echo "$tool missing (apt-get install qemu-user-static)" >&2; exit 1; }
 done
 for f in "dist/cairnd_${VERSION}-1_amd64.deb" "dist/cairn-agent_${VERSION}-1_amd64.deb"; do
     [ -f "$f" ] || { echo "$f missing: run packaging/build.sh" >&2; exit 1; }
 done
-
-# --- the chroot ----------------------------------------------------------
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for m in proc dev/pts dev; do umount -l "$R/$m" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-if [ ! -f "$CACHE" ]; then
-    t0="$(now)"
-    say "debootstrap bookworm minbase (once; cached in $CACHE)"
-    mkdir -p "$(dirname "$CACHE")"
-    rm -rf "$R.build"
-    debootstrap --variant=minbase --include=adduser,systemd,ca-certificates,procps bookworm "$R.build" \
-        http://deb.debian.org/debian >"$(dirname "$CACHE")/debootstrap.log" 2>&1 \
-        || { tail -n 30 "$(dirname "$CACHE")/debootstrap.log" >&2; exit 1; }
-    tar -C "$R.build" -czf "$CACHE.tmp" . && mv "$CACHE.tmp" "$CACHE"
-    rm -rf "$R.build"
-    echo "FIGURE debootstrap_seconds=$(elapsed "$t0")"
-fi
-cleanup
-rm -rf "$R" && mkdir -p "$R"
-tar -C "$R" -xzf "$CACHE"
-mount -t proc proc "$R/proc"
-mount --bind /dev "$R/dev"
+trap chroot_cleanup EXIT
+fresh_chroot "$ROOT/target/chroot/deb"
 cp dist/*.deb "$R/tmp/"
 
 # --- install (amd64) -------------------------------------------------------
@@ -70,12 +35,6 @@ else
     bad "dpkg -i: $(tail -c 800 "$R/tmp/dpkg.log")"
 fi
 
-# Users, files and permissions: "path mode owner:group" as stat prints them.
-expect_stat() {
-    local path="$1" want="$2" got
-    got="$(in_root stat -c '%a %U:%G' "$path" 2>&1)" || true
-    if [ "$got" = "$want" ]; then ok "$path is $want"; else bad "$path is '$got', want '$want'"; fi
-}
 for u in cairnd cairn; do
     if in_root getent passwd "$u" | grep -q ':/usr/sbin/nologin$'; then ok "system user $u (nologin)"; else bad "no system user $u"; fi
 done
@@ -118,29 +77,15 @@ for unit in cairnd cairn-agent; do
 done
 
 # --- run both as their units would, and see the agent report ---------------
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 # The packaged config as it is, only the listen address moved to a free port.
 chroot --userspec=cairnd:cairnd "$R" /usr/bin/env -i CAIRN_LISTEN="127.0.0.1:$PORT" \
     /usr/bin/cairnd serve --config /etc/cairn/cairnd.toml >"$R/tmp/cairnd.log" 2>&1 &
 PIDS+=($!)
-poll() { # poll SECONDS CMD...: until CMD succeeds
-    local limit="$1"; shift
-    local end=$(( $(date +%s) + limit ))
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
-api() { # api METHOD PATH [JSON]
-    curl -fsS -X "$1" -H "Authorization: Bearer ${TOKEN:-}" -H 'Content-Type: application/json' \
-        ${3:+--data "$3"} "$BASE$2"
-}
 if poll 30 curl -fsS "$BASE/api/v1/health"; then ok "cairnd runs as user cairnd from the packaged config"; else bad "cairnd did not start: $(tail -c 600 "$R/tmp/cairnd.log")"; fi
-PASSWORD="$(cat "$R/var/lib/cairnd/initial-admin-password" 2>/dev/null || true)"
-TOKEN="$(api POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' 2>/dev/null || true)"
-CODE="$(api POST /api/v1/enrollment-codes '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])' 2>/dev/null || true)"
+admin_login "$R/var/lib/cairnd/initial-admin-password" || true
+CODE="$(new_code 2>/dev/null || true)"
 if [ -n "$CODE" ]; then ok "admin login with the printed password; enrollment code created"; else bad "could not log in or create a code"; fi
 if chroot --userspec=cairn:cairn "$R" /usr/bin/env -i HOME=/var/lib/cairn-agent \
     /usr/bin/cairn-agent enroll --server "$BASE" --code "$CODE" --config /etc/cairn/agent.toml >"$R/tmp/enroll.log" 2>&1; then
@@ -154,8 +99,7 @@ chroot --userspec=cairn:cairn "$R" /usr/bin/env -i CAIRN_SERVER="$BASE" CAIRN_AG
 AGENT=$!
 PIDS+=($AGENT)
 NODE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$R/var/lib/cairn-agent/identity.json" 2>/dev/null || true)"
-node_online() { api GET "/api/v1/nodes/$NODE" | python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(0 if n["status"]=="online" and n.get("latest") else 1)'; }
-if [ -n "$NODE" ] && poll 60 node_online; then
+if [ -n "$NODE" ] && poll 60 node_online "$NODE"; then
     ok "the packaged agent reports: node $NODE online"
     echo "FIGURE dpkg_install_to_node_reporting_seconds=$(elapsed "$t_install")"
 else

@@ -112,6 +112,7 @@ pub static ROUTES: &[Route] = &[
     route!("GET", "/api/v1/charts", Viewer, sync history::charts, "Fleet chart: one metric for every node"),
     route!("GET", "/metrics", Viewer, sync prometheus::metrics, "Prometheus exposition of the latest values"),
     // Agent distribution
+    route!("GET", "/install.sh", Public, sync download::install_script, "One-line agent installer (POSIX sh; detects arch and init system, takes --code)"),
     route!("GET", "/download/cairn-agent/{arch}", Public, sync download::agent, "Static agent binary for amd64, arm64 or armv7 (append .sha256 for its checksum)"),
     // labwatch agents, unchanged
     route!("POST", "/api/v1/register", AdminSecret, sync labwatch::register, "labwatch: register an agent (X-Admin-Secret)"),
