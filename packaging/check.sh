@@ -10,6 +10,8 @@
 #      systemd-analyze verify/security, purge, arm64/armhf via qemu
 #   7. packaging/test-install.sh: GET /install.sh under dash and busybox sh in
 #      a chroot against a live cairnd: install, upgrade, --uninstall
+#   8. packaging/test-openrc.sh: openrc-run describe, start/status/stop under
+#      supervise-daemon with Debian's openrc in a chroot
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -54,4 +56,7 @@ bash packaging/test-deb.sh
 
 say "install.sh under dash and busybox in a chroot"
 bash packaging/test-install.sh
+
+say "OpenRC scripts under Debian's openrc in a chroot"
+bash packaging/test-openrc.sh
 say "packaging checks passed in $((SECONDS - t0)) s"

@@ -7,8 +7,8 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-CACHE="${CHROOT_CACHE:-$ROOT/target/chroot/bookworm-minbase-v2.tar.gz}"
-CHROOT_PACKAGES=adduser,systemd,ca-certificates,procps,busybox,curl
+CACHE="${CHROOT_CACHE:-$ROOT/target/chroot/bookworm-minbase-v3.tar.gz}"
+CHROOT_PACKAGES=adduser,systemd,ca-certificates,procps,busybox,curl,openrc
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 passed=0 failed=0
 PIDS=()

@@ -213,6 +213,25 @@ pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
 
 /// Writes a new config file (mode 0644: it holds no secret), creating its
 /// directory.
+/// Fails unless `create` could write `path` (its directory exists or can be
+/// made, and is writable).
+pub fn check_creatable(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".{}.write-test", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "cannot write the config file {} ({e}); run as root or pass --config",
+            path.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
 pub fn create(path: &Path, server: &str, state_dir: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::durable::create_dir(dir, 0o755)?;

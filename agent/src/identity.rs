@@ -47,6 +47,18 @@ impl Identity {
         Ok(id)
     }
 
+    /// Fails unless `save` could write here. `enroll` asks this before it
+    /// spends the one-time code: a code used up by an enrollment that then
+    /// cannot be saved leaves the operator with nothing.
+    pub fn check_writable(state_dir: &Path) -> Result<(), String> {
+        durable::create_dir(state_dir, 0o700)?;
+        let probe = state_dir.join(".write-test");
+        durable::write_atomic(&probe, b"", 0o600)
+            .map_err(|e| format!("{e} (the identity is saved in {})", state_dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(())
+    }
+
     pub fn save(&self, state_dir: &Path) -> Result<(), String> {
         durable::create_dir(state_dir, 0o700)?;
         let data = serde_json::to_vec_pretty(self).map_err(|e| format!("encoding identity: {e}"))?;
@@ -70,6 +82,8 @@ mod tests {
             token: "secret".into(),
             server: "http://127.0.0.1:8440".into(),
         };
+        Identity::check_writable(&dir).unwrap();
+        assert!(!dir.join(".write-test").exists());
         id.save(&dir).unwrap();
         let mode = std::fs::metadata(Identity::path(&dir))
             .unwrap()

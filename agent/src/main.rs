@@ -104,6 +104,12 @@ fn enroll(args: cli::Enroll, explicit_level: bool) -> Result<(), String> {
     if code.is_empty() {
         return Err("--code is empty; create an enrollment code on the server".into());
     }
+    // Everything that could fail after the server has used up the code is
+    // checked first.
+    Identity::check_writable(&cfg.state_dir)?;
+    if !cfg.exists {
+        config::check_creatable(&path)?;
+    }
     let (hostname, system) = collect::host_info();
     let request = EnrollRequest {
         code: code.to_string(),

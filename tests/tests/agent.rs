@@ -156,3 +156,39 @@ fn once_prints_a_snapshot_without_a_server() {
     assert!(v["cpu"]["count"].as_u64().unwrap() > 0);
     assert!(!v["timestamp"].as_str().unwrap().is_empty());
 }
+
+/// An enrollment that could not be saved must not use up the one-time code.
+#[test]
+fn enroll_checks_its_state_dir_before_spending_the_code() {
+    let d = Daemon::start();
+    let admin = d.admin();
+    let code = d
+        .client
+        .post("/api/v1/enrollment-codes", Some(&admin), &serde_json::json!({}))
+        .json()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = TempDir::new("agent-enroll");
+    // A directory cannot be made under a regular file, even by root.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let enroll = |state: &std::path::Path| {
+        Command::new(bin("cairn-agent"))
+            .args(["enroll", "--server", &d.url(), "--code", &code, "--config"])
+            .arg(dir.path().join("agent.toml"))
+            .env("CAIRN_STATE_DIR", state)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = enroll(&blocker.join("state"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not-a-dir"), "the error names the state dir: {err}");
+    let nodes = d.client.get("/api/v1/nodes", Some(&admin)).json();
+    assert_eq!(nodes["data"].as_array().map(Vec::len), Some(0), "no node was created");
+    // The same code still works once the state dir is usable.
+    let out = enroll(&dir.path().join("state"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
