@@ -418,13 +418,18 @@ impl Daemon {
         self.login(username, &password)
     }
 
-    /// Enrolls a node through the agent API; returns (node_id, agent token).
-    pub fn enroll(&self, admin: &str, hostname: &str) -> (String, String) {
+    /// A fresh one-time enrollment code.
+    pub fn enrollment_code(&self, admin: &str) -> String {
         let code = self
             .client
             .post("/api/v1/enrollment-codes", Some(admin), &serde_json::json!({}));
         assert_eq!(code.status, 201, "{}", code.text);
-        let code = code.json()["code"].as_str().expect("code").to_string();
+        code.json()["code"].as_str().expect("code").to_string()
+    }
+
+    /// Enrolls a node through the agent API; returns (node_id, agent token).
+    pub fn enroll(&self, admin: &str, hostname: &str) -> (String, String) {
+        let code = self.enrollment_code(admin);
         let r = self.client.post(
             "/api/v1/agent/enroll",
             None,

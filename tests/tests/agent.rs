@@ -72,13 +72,7 @@ fn agent_backfills_an_outage_without_missing_points() {
         ..DaemonOpts::default()
     });
     let admin = d.admin();
-    let code = d
-        .client
-        .post("/api/v1/enrollment-codes", Some(&admin), &serde_json::json!({}))
-        .json()["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let code = d.enrollment_code(&admin);
     let dir = TempDir::new("agent");
     let state = dir.path().join("state");
     let config = dir.path().join("agent.toml");
@@ -162,13 +156,7 @@ fn once_prints_a_snapshot_without_a_server() {
 fn enroll_checks_its_state_dir_before_spending_the_code() {
     let d = Daemon::start();
     let admin = d.admin();
-    let code = d
-        .client
-        .post("/api/v1/enrollment-codes", Some(&admin), &serde_json::json!({}))
-        .json()["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let code = d.enrollment_code(&admin);
     let dir = TempDir::new("agent-enroll");
     // A directory cannot be made under a regular file, even by root.
     let blocker = dir.path().join("not-a-dir");
@@ -187,7 +175,11 @@ fn enroll_checks_its_state_dir_before_spending_the_code() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not-a-dir"), "the error names the state dir: {err}");
     let nodes = d.client.get("/api/v1/nodes", Some(&admin)).json();
-    assert_eq!(nodes["data"].as_array().map(Vec::len), Some(0), "no node was created");
+    assert_eq!(
+        nodes["data"].as_array().map(Vec::len),
+        Some(0),
+        "no node was created"
+    );
     // The same code still works once the state dir is usable.
     let out = enroll(&dir.path().join("state"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
