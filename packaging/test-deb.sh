@@ -10,9 +10,9 @@
 #
 # The chroot is debootstrapped once (minbase + adduser + systemd) and kept as
 # a tarball in target/chroot/ (CHROOT_CACHE), unpacked fresh for every run.
-# The services run under chroot --userspec rather than systemd-nspawn --boot:
-# the unit files are checked by systemd-analyze, the processes by running
-# them as the unit's user. Prints "PASS ..."/"FAIL ..." and "N passed, N failed";
+# Then the chroot is booted with systemd-nspawn --boot, so systemd itself
+# starts the packaged units with all their hardening, and the agent,
+# enrolled as the package says, reports through its sandbox. Prints "PASS ..."/"FAIL ..." and "N passed, N failed";
 # "FIGURE name=value" lines carry measured times.
 set -euo pipefail
 # shellcheck source=packaging/chroot-lib.sh
@@ -76,39 +76,75 @@ for unit in cairnd cairn-agent; do
     fi
 done
 
-# --- run both as their units would, and see the agent report ---------------
+# --- boot the chroot with systemd: the units run for real, hardening and all -----
+# systemd-nspawn --boot (with --register=no --keep-unit: no machined here)
+# shares the host's network, so cairnd gets a free port through a drop-in.
 PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
-# The packaged config as it is, only the listen address moved to a free port.
-chroot --userspec=cairnd:cairnd "$R" /usr/bin/env -i CAIRN_LISTEN="127.0.0.1:$PORT" \
-    /usr/bin/cairnd serve --config /etc/cairn/cairnd.toml >"$R/tmp/cairnd.log" 2>&1 &
-PIDS+=($!)
-if poll 30 curl -fsS "$BASE/api/v1/health"; then ok "cairnd runs as user cairnd from the packaged config"; else bad "cairnd did not start: $(tail -c 600 "$R/tmp/cairnd.log")"; fi
+mkdir -p "$R/etc/systemd/system/cairnd.service.d"
+printf '[Service]\nEnvironment=CAIRN_LISTEN=127.0.0.1:%s\n' "$PORT" >"$R/etc/systemd/system/cairnd.service.d/test-port.conf"
+chroot_cleanup # nspawn mounts its own /proc and /dev
+systemd-nspawn --boot --register=no --keep-unit -D "$R" >"$ROOT/target/chroot/nspawn-deb.log" 2>&1 &
+NSPAWN=$!
+PIDS+=($NSPAWN)
+# in_container CMD...: runs CMD inside the booted container (its PID 1's namespaces).
+in_container() {
+    local leader
+    leader="$(pgrep -P "$NSPAWN" | head -n 1)"
+    nsenter --target "$leader" --mount --uts --ipc --pid -- "$@"
+}
+if poll 90 curl -fsS "$BASE/api/v1/health"; then
+    ok "booted with systemd: cairnd.service started on its own from the package (hardened unit)"
+    echo "FIGURE dpkg_install_to_cairnd_serving_seconds=$(elapsed "$t_install")"
+else
+    bad "cairnd did not come up under systemd: $(tail -c 800 "$ROOT/target/chroot/nspawn-deb.log")"
+fi
+state="$(in_container systemctl is-active cairnd.service 2>&1 || true)"
+[ "$state" = active ] && ok "systemctl is-active cairnd: active" || bad "cairnd.service is '$state'"
+state="$(in_container systemctl is-active cairn-agent.service 2>&1 || true)"
+[ "$state" = inactive ] && ok "cairn-agent.service waits for enrollment (condition unmet, not failed)" \
+    || bad "cairn-agent.service before enrollment is '$state'"
 admin_login "$R/var/lib/cairnd/initial-admin-password" || true
 CODE="$(new_code 2>/dev/null || true)"
 if [ -n "$CODE" ]; then ok "admin login with the printed password; enrollment code created"; else bad "could not log in or create a code"; fi
-if chroot --userspec=cairn:cairn "$R" /usr/bin/env -i HOME=/var/lib/cairn-agent \
-    /usr/bin/cairn-agent enroll --server "$BASE" --code "$CODE" --config /etc/cairn/agent.toml >"$R/tmp/enroll.log" 2>&1; then
-    ok "cairn-agent enroll as user cairn"
+if in_container runuser -u cairn -- env CAIRN_STATE_DIR=/var/lib/cairn-agent \
+    cairn-agent enroll --server "$BASE" --code "$CODE" --config /etc/cairn/agent.toml >"$ROOT/target/chroot/enroll.log" 2>&1; then
+    ok "sudo -u cairn cairn-agent enroll, as the package says"
 else
-    bad "cairn-agent enroll: $(tail -c 600 "$R/tmp/enroll.log")"
+    bad "cairn-agent enroll: $(tail -c 600 "$ROOT/target/chroot/enroll.log")"
 fi
-expect_stat /var/lib/cairn-agent/identity.json "600 cairn:cairn"
-chroot --userspec=cairn:cairn "$R" /usr/bin/env -i CAIRN_SERVER="$BASE" CAIRN_AGENT_INTERVAL_S=1 \
-    /usr/bin/cairn-agent run --config /etc/cairn/agent.toml >"$R/tmp/agent.log" 2>&1 &
-AGENT=$!
-PIDS+=($AGENT)
+expect_identity() {
+    local got
+    got="$(stat -c '%a %U:%G' "$R/var/lib/cairn-agent/identity.json" 2>&1)"
+    [ "$got" = "600 $(stat -c %U "$R/var/lib/cairn-agent")":"$(stat -c %G "$R/var/lib/cairn-agent")" ] \
+        && ok "identity.json 0600, owned by the agent's user" || bad "identity.json is $got"
+}
+expect_identity
 NODE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$R/var/lib/cairn-agent/identity.json" 2>/dev/null || true)"
-if [ -n "$NODE" ] && poll 60 node_online "$NODE"; then
-    ok "the packaged agent reports: node $NODE online"
+t_start="$(now)"
+in_container sed -i "s|^#server = .*|server = \"$BASE\"|" /etc/cairn/agent.toml
+in_container systemctl start cairn-agent.service || true
+if [ -n "$NODE" ] && poll 90 node_online "$NODE"; then
+    ok "cairn-agent.service (hardened unit) reports: node $NODE online"
+    echo "FIGURE agent_start_to_node_online_seconds=$(elapsed "$t_start")"
     echo "FIGURE dpkg_install_to_node_reporting_seconds=$(elapsed "$t_install")"
 else
-    bad "node never came online: $(tail -c 600 "$R/tmp/agent.log")"
+    bad "node never came online: $(in_container journalctl -u cairn-agent --no-pager 2>&1 | tail -n 15)"
 fi
-kill -TERM "$AGENT" 2>/dev/null || true
-if wait "$AGENT"; then ok "cairn-agent exits 0 on SIGTERM"; else bad "cairn-agent exit status $? on SIGTERM"; fi
-for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+# The agent's view through its sandbox: every process, /home's disk usage.
+procs="$(api GET "/api/v1/nodes/$NODE" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["latest"].get("processes") or []))' 2>/dev/null || echo 0)"
+[ "$procs" -gt 0 ] && ok "sandboxed agent still lists processes ($procs)" || bad "sandboxed agent reports no processes"
+in_container systemctl reload cairnd.service && ok "systemctl reload cairnd (SIGHUP via ExecReload)" || bad "reload cairnd failed"
+in_container systemctl stop cairn-agent.service cairnd.service \
+    && [ "$(in_container systemctl is-active cairnd.service 2>&1 || true)" = inactive ] \
+    && ok "systemctl stop: both stopped cleanly" || bad "stop: $(in_container systemctl status cairnd.service --no-pager 2>&1 | tail -n 5)"
+kill -TERM "$NSPAWN" 2>/dev/null || true
+if poll 60 sh -c "! kill -0 $NSPAWN 2>/dev/null"; then ok "container shut down"; else bad "container did not shut down"; kill -KILL "$NSPAWN" || true; fi
+wait "$NSPAWN" 2>/dev/null || true
 PIDS=()
+rm -rf "$R/etc/systemd/system/cairnd.service.d"
+mount -t proc proc "$R/proc"
+mount --bind /dev "$R/dev"
 
 # --- upgrade in place keeps config and state ----------------------------------
 if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_amd64.deb" "/tmp/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg2.log" 2>&1 \
