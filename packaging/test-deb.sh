@@ -25,11 +25,12 @@ for f in "dist/cairnd_${VERSION}-1_amd64.deb" "dist/cairn-agent_${VERSION}-1_amd
 done
 trap chroot_cleanup EXIT
 fresh_chroot "$ROOT/target/chroot/deb"
-cp dist/*.deb "$R/tmp/"
+# /root, not /tmp: the booted container mounts a fresh tmpfs on /tmp.
+mkdir -p "$R/root/debs" && cp dist/*.deb "$R/root/debs/"
 
 # --- install (amd64) -------------------------------------------------------
 t_install="$(now)"
-if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_amd64.deb" "/tmp/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg.log" 2>&1; then
+if in_root dpkg -i "/root/debs/cairnd_${VERSION}-1_amd64.deb" "/root/debs/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg.log" 2>&1; then
     ok "dpkg -i cairnd and cairn-agent (amd64)"
 else
     bad "dpkg -i: $(tail -c 800 "$R/tmp/dpkg.log")"
@@ -135,9 +136,23 @@ fi
 procs="$(api GET "/api/v1/nodes/$NODE" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["latest"].get("processes") or []))' 2>/dev/null || echo 0)"
 [ "$procs" -gt 0 ] && ok "sandboxed agent still lists processes ($procs)" || bad "sandboxed agent reports no processes"
 in_container systemctl reload cairnd.service && ok "systemctl reload cairnd (SIGHUP via ExecReload)" || bad "reload cairnd failed"
-in_container systemctl stop cairn-agent.service cairnd.service \
+# Upgrade while running: postinst restarts the service (a new main PID).
+pid_before="$(in_container systemctl show -p MainPID --value cairnd.service)"
+in_container dpkg -i "/root/debs/cairnd_${VERSION}-1_amd64.deb" >"$ROOT/target/chroot/upgrade.log" 2>&1 || bad "dpkg -i (upgrade) under systemd: $(tail -c 500 "$ROOT/target/chroot/upgrade.log")"
+pid_after="$(in_container systemctl show -p MainPID --value cairnd.service)"
+if [ "$pid_after" != "$pid_before" ] && [ "$pid_after" != 0 ] && poll 30 curl -fsS "$BASE/api/v1/health"; then
+    ok "upgrade under systemd restarts cairnd (PID $pid_before -> $pid_after)"
+else
+    bad "upgrade did not restart cairnd (PID $pid_before -> $pid_after)"
+fi
+# Removal while running: prerm stops the service.
+in_container dpkg -r cairn-agent >/dev/null 2>&1 || bad "dpkg -r cairn-agent failed"
+state="$(in_container systemctl is-active cairn-agent.service 2>&1 || true)"
+[ "$state" != active ] && ! pgrep -f '^/usr/bin/cairn-agent run' >/dev/null \
+    && ok "dpkg -r under systemd stops cairn-agent ($state)" || bad "cairn-agent still $state after dpkg -r"
+in_container systemctl stop cairnd.service \
     && [ "$(in_container systemctl is-active cairnd.service 2>&1 || true)" = inactive ] \
-    && ok "systemctl stop: both stopped cleanly" || bad "stop: $(in_container systemctl status cairnd.service --no-pager 2>&1 | tail -n 5)"
+    && ok "systemctl stop cairnd: stopped cleanly" || bad "stop: $(in_container systemctl status cairnd.service --no-pager 2>&1 | tail -n 5)"
 kill -TERM "$NSPAWN" 2>/dev/null || true
 if poll 60 sh -c "! kill -0 $NSPAWN 2>/dev/null"; then ok "container shut down"; else bad "container did not shut down"; kill -KILL "$NSPAWN" || true; fi
 wait "$NSPAWN" 2>/dev/null || true
@@ -147,7 +162,7 @@ mount -t proc proc "$R/proc"
 mount --bind /dev "$R/dev"
 
 # --- upgrade in place keeps config and state ----------------------------------
-if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_amd64.deb" "/tmp/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg2.log" 2>&1 \
+if in_root dpkg -i "/root/debs/cairnd_${VERSION}-1_amd64.deb" "/root/debs/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg2.log" 2>&1 \
     && [ -f "$R/var/lib/cairn-agent/identity.json" ] && [ -f "$R/var/lib/cairnd/cairn.db" ]; then
     ok "reinstall over the installed packages keeps identity and database"
 else
@@ -166,7 +181,7 @@ in_root dpkg --add-architecture arm64
 in_root dpkg --add-architecture armhf
 for a in arm64:qemu-aarch64-static armhf:qemu-arm-static; do
     arch="${a%%:*}" qemu="${a#*:}"
-    if in_root dpkg -i "/tmp/cairn-agent_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkg-$arch.log" 2>&1; then
+    if in_root dpkg -i "/root/debs/cairn-agent_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkg-$arch.log" 2>&1; then
         ok "dpkg -i cairn-agent ($arch)"
     else
         bad "dpkg -i cairn-agent ($arch): $(tail -c 400 "$R/tmp/dpkg-$arch.log")"
@@ -178,7 +193,7 @@ for a in arm64:qemu-aarch64-static armhf:qemu-arm-static; do
         bad "$arch cairn-agent under $qemu: $(head -c 300 "$R/tmp/v.txt")"
     fi
     in_root dpkg --purge cairn-agent >/dev/null 2>&1 || true
-    if in_root dpkg -i "/tmp/cairnd_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkgd-$arch.log" 2>&1 \
+    if in_root dpkg -i "/root/debs/cairnd_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkgd-$arch.log" 2>&1 \
         && "$qemu" "$R/usr/bin/cairnd" version | grep -q '^cairnd '; then
         ok "dpkg -i cairnd ($arch); cairnd version under $qemu"
     else
