@@ -12,6 +12,8 @@
 #      a chroot against a live cairnd: install, upgrade, --uninstall
 #   8. packaging/test-openrc.sh: openrc-run describe, start/status/stop under
 #      supervise-daemon with Debian's openrc in a chroot
+#   9. packaging/test-sdcard.sh: Raspberry Pi SD-card installer on synthetic
+#      Pi OS images (debugfs/mtools, no mounts), enrollment against a live cairnd
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -59,4 +61,7 @@ bash packaging/test-install.sh
 
 say "OpenRC scripts under Debian's openrc in a chroot"
 bash packaging/test-openrc.sh
+say "Raspberry Pi SD-card installer on synthetic images"
+bash packaging/test-sdcard.sh
+
 say "packaging checks passed in $((SECONDS - t0)) s"
