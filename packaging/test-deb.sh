@@ -150,6 +150,25 @@ in_container dpkg -r cairn-agent >/dev/null 2>&1 || bad "dpkg -r cairn-agent fai
 state="$(in_container systemctl is-active cairn-agent.service 2>&1 || true)"
 [ "$state" != active ] && ! pgrep -f '^/usr/bin/cairn-agent run' >/dev/null \
     && ok "dpkg -r under systemd stops cairn-agent ($state)" || bad "cairn-agent still $state after dpkg -r"
+# install.sh with systemd running, from the packaged cairnd (which serves the
+# agents it carries): enables and starts its own unit, and the node reports.
+CODE2="$(new_code 2>/dev/null || true)"
+if in_container sh -c "curl -fsSL $BASE/install.sh | sh -s -- --code $CODE2" >"$ROOT/target/chroot/install-sd.log" 2>&1 \
+    && grep -q 'enabled and started' "$ROOT/target/chroot/install-sd.log"; then
+    ok "install.sh under a running systemd: unit enabled and started"
+else
+    bad "install.sh under systemd: $(tail -c 600 "$ROOT/target/chroot/install-sd.log")"
+fi
+NODE2="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$R/var/lib/cairn-agent/identity.json" 2>/dev/null || true)"
+if [ -n "$NODE2" ] && [ "$NODE2" != "$NODE" ] && poll 60 node_online "$NODE2" \
+    && [ "$(in_container systemctl is-active cairn-agent.service 2>&1 || true)" = active ]; then
+    ok "install.sh's agent runs under systemd: node $NODE2 online"
+else
+    bad "install.sh's agent: $(in_container journalctl -u cairn-agent --no-pager 2>&1 | tail -n 10)"
+fi
+in_container sh -c "curl -fsSL $BASE/install.sh | sh -s -- --uninstall" >/dev/null 2>&1 \
+    && [ ! -e "$R/etc/systemd/system/cairn-agent.service" ] && [ "$(in_container systemctl is-active cairn-agent.service 2>&1 || true)" != active ] \
+    && ok "install.sh --uninstall under systemd stops and removes the unit" || bad "install.sh --uninstall under systemd"
 in_container systemctl stop cairnd.service \
     && [ "$(in_container systemctl is-active cairnd.service 2>&1 || true)" = inactive ] \
     && ok "systemctl stop cairnd: stopped cleanly" || bad "stop: $(in_container systemctl status cairnd.service --no-pager 2>&1 | tail -n 5)"
@@ -161,12 +180,14 @@ rm -rf "$R/etc/systemd/system/cairnd.service.d"
 mount -t proc proc "$R/proc"
 mount --bind /dev "$R/dev"
 
-# --- upgrade in place keeps config and state ----------------------------------
+# --- reinstall over removed/installed packages keeps config and data -----------
 if in_root dpkg -i "/root/debs/cairnd_${VERSION}-1_amd64.deb" "/root/debs/cairn-agent_${VERSION}-1_amd64.deb" >"$R/tmp/dpkg2.log" 2>&1 \
-    && [ -f "$R/var/lib/cairn-agent/identity.json" ] && [ -f "$R/var/lib/cairnd/cairn.db" ]; then
-    ok "reinstall over the installed packages keeps identity and database"
+    && [ -f "$R/var/lib/cairnd/cairn.db" ] && [ -f "$R/etc/cairn/cairnd.toml" ]; then
+    # (agent.toml stays gone: install.sh --uninstall deleted it above, and dpkg
+    # does not bring back a conffile the admin deleted.)
+    ok "reinstall keeps the database and the server config"
 else
-    bad "reinstall: $(tail -c 400 "$R/tmp/dpkg2.log"); $(ls "$R/var/lib/cairnd" "$R/var/lib/cairn-agent" 2>&1 | tr '\n' ' ')"
+    bad "reinstall: $(tail -c 400 "$R/tmp/dpkg2.log"); $(ls "$R/var/lib/cairnd" "$R/etc/cairn" 2>&1 | tr '\n' ' ')"
 fi
 
 # --- purge ------------------------------------------------------------------

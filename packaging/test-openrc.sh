@@ -23,6 +23,9 @@ BASE="http://127.0.0.1:$PORT"
 mkdir -p "$R/etc/conf.d" "$R/etc/init.d"
 install -m 0755 dist/amd64/cairnd "$R/usr/bin/cairnd"
 install -m 0755 dist/amd64/cairn-agent "$R/usr/bin/cairn-agent"
+for a in amd64 arm64 armv7; do
+    install -D -m 0755 "dist/$a/cairn-agent" "$R/usr/lib/cairn/agents/$a/cairn-agent"
+done
 install -m 0755 openrc/cairnd "$R/etc/init.d/cairnd"
 install -m 0755 openrc/cairn-agent "$R/etc/init.d/cairn-agent"
 install -m 0644 openrc/cairnd.confd "$R/etc/conf.d/cairnd"
@@ -79,7 +82,37 @@ else
 fi
 rc cairn-agent status 2>&1 | grep -q started && ok "rc status cairn-agent: started" || bad "cairn-agent status not started"
 
-for svc in cairn-agent cairnd; do
+# install.sh with OpenRC running (systemctl moved aside: this chroot has both).
+# install.sh starts the service the normal way (no --nodeps), so the chroot
+# gets a stand-in `net` provider, as a booted system has.
+rc cairn-agent stop >/dev/null 2>&1 || true
+printf '#!/sbin/openrc-run\ndescription="test stand-in for a network service"\ndepend() { provide net; }\nstart() { return 0; }\n' >"$R/etc/init.d/test-net"
+chmod 0755 "$R/etc/init.d/test-net"
+rc test-net start >/dev/null 2>&1 || bad "test-net stand-in did not start"
+mv "$R/usr/bin/systemctl" "$R/usr/bin/systemctl.off"
+CODE2="$(new_code)"
+if in_root sh -c "curl -fsSL $BASE/install.sh | sh -s -- --code $CODE2" >"$R/tmp/install.log" 2>&1 \
+    && grep -q 'added to the default runlevel and started' "$R/tmp/install.log"; then
+    ok "install.sh under OpenRC: service added and started"
+else
+    bad "install.sh under OpenRC: $(tail -c 600 "$R/tmp/install.log")"
+fi
+NODE2="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$R/var/lib/cairn-agent/identity.json" 2>/dev/null || true)"
+if [ -n "$NODE2" ] && [ "$NODE2" != "$NODE" ] && poll 90 node_online "$NODE2"; then
+    ok "install.sh's agent under supervise-daemon: node $NODE2 online"
+else
+    bad "install.sh's agent: $(tail -c 400 "$R/var/log/cairn-agent/cairn-agent.log" 2>/dev/null)"
+fi
+[ -L "$R/etc/runlevels/default/cairn-agent" ] && ok "cairn-agent in the default runlevel" || bad "not in the default runlevel"
+if in_root sh -c "curl -fsSL $BASE/install.sh | sh -s -- --uninstall" >"$R/tmp/uninstall.log" 2>&1 \
+    && [ ! -e "$R/etc/init.d/cairn-agent" ] && [ ! -e "$R/usr/local/bin/cairn-agent" ] && ! pgrep -f '^/usr/local/bin/cairn-agent' >/dev/null; then
+    ok "install.sh --uninstall under OpenRC: stopped and removed"
+else
+    bad "install.sh --uninstall under OpenRC: $(tail -c 400 "$R/tmp/uninstall.log")"
+fi
+mv "$R/usr/bin/systemctl.off" "$R/usr/bin/systemctl"
+
+for svc in cairnd; do
     if rc "$svc" stop >"$R/tmp/stop.log" 2>&1 && ! pgrep -f "^/usr/bin/$svc " >/dev/null; then
         ok "$svc stopped (SIGTERM), no process left"
     else

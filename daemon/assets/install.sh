@@ -48,8 +48,10 @@ if [ -d /run/systemd/system ]; then
     INIT=systemd
 elif command -v systemctl >/dev/null 2>&1 && [ -d /etc/systemd/system ]; then
     INIT=systemd-offline
-elif command -v openrc-run >/dev/null 2>&1 || [ -x /sbin/openrc-run ]; then
-    INIT=openrc
+elif command -v rc-service >/dev/null 2>&1 && command -v rc-update >/dev/null 2>&1; then
+    # OpenRC keeps its state here once booted; without it (a chroot) the
+    # service is only added to the default runlevel.
+    if [ -e /run/openrc/softlevel ]; then INIT=openrc; else INIT=openrc-offline; fi
 else
     INIT=none
 fi
@@ -70,7 +72,7 @@ if [ "$ACTION" = uninstall ]; then
             rm -f "$UNIT"
             [ "$INIT" = systemd ] && systemctl daemon-reload || true
             ;;
-        openrc)
+        openrc|openrc-offline)
             rc-update del cairn-agent default >/dev/null 2>&1 || true
             rm -f "$INITD" /etc/conf.d/cairn-agent
             ;;
@@ -158,14 +160,18 @@ chmod 0640 "$CONF"
 
 case "$INIT" in
     systemd|systemd-offline)
+        # A removed (not purged) cairn-agent package leaves the unit name
+        # masked (a symlink to /dev/null here): replace it, don't write through it.
+        rm -f "$UNIT"
         cat >"$UNIT" <<'UNIT_EOF'
 @SYSTEMD_UNIT@
 UNIT_EOF
         chmod 0644 "$UNIT"
         if [ "$INIT" = systemd ]; then
-            systemctl daemon-reload
-            systemctl enable cairn-agent.service >/dev/null 2>&1
-            systemctl restart cairn-agent.service
+            systemctl daemon-reload || die "systemctl daemon-reload failed"
+            systemctl unmask cairn-agent.service >/dev/null 2>&1 || true
+            systemctl enable cairn-agent.service >/dev/null 2>&1 || die "systemctl enable cairn-agent.service failed"
+            systemctl restart cairn-agent.service || die "cairn-agent.service did not start: journalctl -u cairn-agent"
             say "systemd service cairn-agent enabled and started (journalctl -u cairn-agent)"
         else
             SYSTEMD_OFFLINE=1 systemctl enable cairn-agent.service >/dev/null 2>&1 \
@@ -173,14 +179,19 @@ UNIT_EOF
             say "systemd is not running here: cairn-agent.service is enabled and starts at the next boot"
         fi
         ;;
-    openrc)
+    openrc|openrc-offline)
         cat >"$INITD" <<'INITD_EOF'
 @OPENRC_SCRIPT@
 INITD_EOF
         chmod 0755 "$INITD"
-        rc-update add cairn-agent default >/dev/null 2>&1 || true
-        rc-service cairn-agent restart >/dev/null 2>&1 || rc-service cairn-agent start
-        say "OpenRC service cairn-agent added to the default runlevel and started"
+        rc-update add cairn-agent default >/dev/null 2>&1 || die "rc-update add cairn-agent default failed"
+        if [ "$INIT" = openrc ]; then
+            rc-service cairn-agent restart >/dev/null 2>&1 || rc-service cairn-agent start \
+                || die "cairn-agent did not start: see /var/log/cairn-agent/cairn-agent.log"
+            say "OpenRC service cairn-agent added to the default runlevel and started"
+        else
+            say "OpenRC is not running here: cairn-agent is in the default runlevel and starts at the next boot"
+        fi
         ;;
     none)
         say "no systemd or OpenRC here: start it yourself, e.g. su -s /bin/sh $USER_NAME -c '$BIN run --config $CONF'"
