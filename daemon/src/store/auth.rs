@@ -313,10 +313,11 @@ impl Store {
     }
 
     pub fn touch_api_token(&self, id: i64, now: i64) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
-            params![id, now],
-        )?;
+        self.conn
+            .prepare_cached(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+            )?
+            .execute(params![id, now])?;
         Ok(())
     }
 

@@ -33,6 +33,9 @@ impl Store {
              PRAGMA cache_size=-4000;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
+        // Room for every statement the ingest and auth paths cache (the
+        // default 16 would evict some of them on each request).
+        conn.set_prepared_statement_cache_capacity(64);
         restrict_permissions(path);
         let mut store = Store {
             conn,

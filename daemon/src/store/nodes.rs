@@ -142,12 +142,11 @@ impl Store {
     /// The node an agent token belongs to, with the stored hash for a
     /// constant-time re-check by the caller.
     pub fn node_by_token_hash(&self, token_hash: &str) -> rusqlite::Result<Option<(String, String)>> {
+        // Every agent request: cached statements (here and below) skip
+        // SQLite's parse and plan on the ingest path.
         self.conn
-            .query_row(
-                "SELECT id, token_hash FROM nodes WHERE token_hash = ?1",
-                [token_hash],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT id, token_hash FROM nodes WHERE token_hash = ?1")?
+            .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
     }
 
@@ -184,10 +183,9 @@ impl Store {
     }
 
     pub fn set_node_interval(&self, id: &str, interval_s: i64) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE nodes SET interval_s = ?2 WHERE id = ?1 AND interval_s != ?2",
-            params![id, interval_s],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE nodes SET interval_s = ?2 WHERE id = ?1 AND interval_s != ?2")?
+            .execute(params![id, interval_s])?;
         Ok(())
     }
 
@@ -198,11 +196,12 @@ impl Store {
         arch: &str,
         agent_version: &str,
     ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE nodes SET os = ?2, arch = ?3, agent_version = ?4 WHERE id = ?1
-               AND (os != ?2 OR arch != ?3 OR agent_version != ?4)",
-            params![id, os, arch, agent_version],
-        )?;
+        self.conn
+            .prepare_cached(
+                "UPDATE nodes SET os = ?2, arch = ?3, agent_version = ?4 WHERE id = ?1
+                   AND (os != ?2 OR arch != ?3 OR agent_version != ?4)",
+            )?
+            .execute(params![id, os, arch, agent_version])?;
         Ok(())
     }
 

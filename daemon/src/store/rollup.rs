@@ -173,16 +173,19 @@ impl Store {
     }
 
     pub fn setting(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        // Read for every ingested snapshot (the rollup watermark): cached.
         self.conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
         Ok(())
     }
 
@@ -199,11 +202,12 @@ impl Store {
     pub fn mark_rollup_dirty(&self, node_id: &str, ts: i64) -> rusqlite::Result<()> {
         let wm = self.rollup_watermark(&TABLES[0])?;
         if ts < wm {
-            self.conn.execute(
-                "INSERT INTO settings (key, value) VALUES ('dirty:' || ?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = min(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-                params![node_id, ts],
-            )?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES ('dirty:' || ?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = min(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                )?
+                .execute(params![node_id, ts])?;
         }
         Ok(())
     }
