@@ -210,6 +210,7 @@ expect_grep "$E" '^LoadCredential=code:/etc/cairn/enroll-code$' "enroll unit: co
 expect_grep "$E" "^ExecStart=/bin/sh -c 'exec /usr/local/bin/cairn-agent enroll --server \"$SERVER_URL\" " "enroll unit: ExecStart"
 expect_grep "$E" '^ExecStartPost=\+/bin/rm -f /etc/cairn/enroll-code$' "enroll unit: removes the code as root"
 expect_grep "$E" '^Restart=on-failure$' "enroll unit: retries"
+expect_grep "$E" '^RestartPreventExitStatus=3$' "enroll unit: stops retrying when the code is refused (exit 3)"
 expect_grep "$E" '^StartLimitIntervalSec=0$' "enroll unit: no start limit"
 expect_grep "$T/out1/cairn-agent.service" '^Wants=cairn-agent-enroll.service$' "agent unit wants the enroll unit"
 expect_grep "$E" '^ExecStartPost=\+/bin/systemctl --no-block start cairn-agent.service$' "enroll unit: starts the agent when enrolled"

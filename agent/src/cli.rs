@@ -34,7 +34,7 @@ pub enum Command {
 /// register this machine with a cairnd server using a one-time enrollment
 /// code (create one in cairnd: POST /api/v1/enrollment-codes). Saves the node
 /// id and token in <state_dir>/identity.json and writes the config file if
-/// there is none yet.
+/// there is none yet. Exit status 3: the server refused the code.
 pub struct Enroll {
     /// the server's address, e.g. https://cairn.example.lan:8440
     #[argh(option)]

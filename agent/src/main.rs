@@ -17,6 +17,10 @@ use log::LevelFilter;
 
 use cli::{Cli, Command};
 
+/// `enroll`'s exit status when the server refused the enrollment code
+/// (unknown, expired or already used): retrying cannot help.
+const EXIT_CODE_REFUSED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     let (level, explicit) = match initial_level(cli.log_level.as_deref()) {
@@ -30,7 +34,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Version(_) => print_out(&format!("cairn-agent {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Once(_) => once(),
-        Command::Enroll(args) => enroll(args, explicit),
+        Command::Enroll(args) => {
+            // A distinct status when the server refused the code, so a
+            // first-boot unit can stop retrying (RestartPreventExitStatus=).
+            let code_refused = std::cell::Cell::new(false);
+            return match enroll(args, explicit, &code_refused) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cairn-agent: {e}");
+                    if code_refused.get() {
+                        ExitCode::from(EXIT_CODE_REFUSED)
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+            };
+        }
         Command::Run(args) => {
             // Under a service manager the error belongs in the log, with its level.
             return match run::run(args.config, explicit) {
@@ -96,7 +115,11 @@ fn print_out(text: &str) -> Result<(), String> {
     }
 }
 
-fn enroll(args: cli::Enroll, explicit_level: bool) -> Result<(), String> {
+fn enroll(
+    args: cli::Enroll,
+    explicit_level: bool,
+    code_refused: &std::cell::Cell<bool>,
+) -> Result<(), String> {
     let path = config::config_path(args.config);
     let cfg = load_config(&path, explicit_level)?;
     let server = config::normalize_server(&args.server).map_err(|e| format!("--server {e}"))?;
@@ -120,7 +143,13 @@ fn enroll(args: cli::Enroll, explicit_level: bool) -> Result<(), String> {
     };
     let reply = Client::new(&server, cfg.ca_file.as_deref())?
         .enroll(&request)
-        .map_err(|e| format!("enrolling with {server}: {e}"))?;
+        .map_err(|e| {
+            if let cairn_agent::client::SendError::Status { code, .. } = &e {
+                // 4xx other than "too many requests" / "timeout": the code itself.
+                code_refused.set((400..500).contains(code) && *code != 408 && *code != 429);
+            }
+            format!("enrolling with {server}: {e}")
+        })?;
     if reply.node_id.is_empty() || reply.token.is_empty() {
         return Err(format!(
             "enrolling with {server}: the reply has no node_id or token; is this a cairnd server?"

@@ -458,6 +458,9 @@ ExecStartPost=+/bin/rm -f /etc/cairn/enroll-code
 ExecStartPost=+/bin/systemctl --no-block start cairn-agent.service
 Restart=on-failure
 RestartSec=10
+# Status 3: the server refused the code (unknown, expired, used); retrying
+# cannot help: stop, and say so in the journal.
+RestartPreventExitStatus=3
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes

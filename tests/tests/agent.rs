@@ -183,4 +183,13 @@ fn enroll_checks_its_state_dir_before_spending_the_code() {
     // The same code still works once the state dir is usable.
     let out = enroll(&dir.path().join("state"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A spent code is refused with its own exit status (3), for units that
+    // must stop retrying.
+    let out = enroll(&dir.path().join("state2"));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
