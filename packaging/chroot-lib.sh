@@ -44,7 +44,13 @@ fresh_chroot() {
         echo "FIGURE debootstrap_seconds=$(elapsed "$t0")"
     fi
     chroot_cleanup
-    rm -rf "$R" && mkdir -p "$R"
+    # Never delete through a mount left behind (a bind mount of the host's
+    # /dev above all): stop instead, and let rm stay on one file system.
+    if grep -q " $R/" /proc/mounts; then
+        echo "[chroot] mounts remain under $R: $(grep " $R/" /proc/mounts | cut -d' ' -f2 | tr '\n' ' ')" >&2
+        exit 1
+    fi
+    rm -rf --one-file-system "$R" && mkdir -p "$R"
     tar -C "$R" -xzf "$CACHE"
     mount -t proc proc "$R/proc"
     mount --bind /dev "$R/dev"
