@@ -33,7 +33,10 @@ while [ $# -gt 0 ]; do
         --server) [ $# -ge 2 ] || die "--server needs a value"; SERVER="$2"; shift 2 ;;
         --server=*) SERVER="${1#--server=}"; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
-        -h|--help) sed -n '2,13p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help)
+            printf 'usage: curl -fsSL %s/install.sh | sh -s -- [--code CODE] [--server URL] [--uninstall]\n' "$SERVER"
+            printf 'Installs, enrolls and starts cairn-agent; run again to upgrade.\n'
+            exit 0 ;;
         *) die "unknown argument '$1' (use --code CODE, --server URL or --uninstall)" ;;
     esac
 done
