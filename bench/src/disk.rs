@@ -20,7 +20,7 @@
 
 use crate::harness::*;
 use crate::ingest::drive;
-use cairnd::engine::ingest::{to_item, Item};
+use cairnd::engine::ingest::{insert_item, to_item, Item};
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
 use std::path::Path;
@@ -284,12 +284,7 @@ fn written(store: &mut Store, f: impl FnOnce(&mut Store) -> Res<()>) -> Res<f64>
 fn store_request(store: &mut Store, id: &str, items: &[Item]) -> Res<()> {
     let err = |e: rusqlite::Error| e.to_string();
     for it in items {
-        let (disks, nets) = if store.wants_detail(id, it.ts) {
-            (&it.disks[..], &it.nets[..])
-        } else {
-            (&[][..], &[][..])
-        };
-        if store.insert_sample(id, &it.sample, disks, nets).map_err(err)? {
+        if insert_item(store, id, it).map_err(err)?.is_some() {
             store.mark_rollup_dirty(id, it.ts).map_err(err)?;
         }
     }

@@ -19,7 +19,7 @@
 //! of a request (plus rollup dirty marks, system info, latest snapshot).
 
 use crate::harness::*;
-use cairnd::engine::ingest::{to_item, Item};
+use cairnd::engine::ingest::{insert_item, to_item, Item};
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
 use std::path::Path;
@@ -366,14 +366,9 @@ fn raw_ceiling(
         store.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         for (id, items) in &chunk {
             for it in items {
-                let (disks, nets) = if store.wants_detail(id, it.ts) {
-                    (&it.disks[..], &it.nets[..])
-                } else {
-                    (&[][..], &[][..])
-                };
-                if store.insert_sample(id, &it.sample, disks, nets).map_err(err)? {
+                if let Some(written) = insert_item(&mut store, id, it).map_err(err)? {
                     stored += 1;
-                    rows += 1 + (disks.len() + nets.len()) as u64;
+                    rows += written;
                     if full {
                         store.mark_rollup_dirty(id, it.ts).map_err(err)?;
                     }

@@ -141,6 +141,20 @@ fn commit(store: &mut Store, batch: &[Pending]) -> Vec<Outcome> {
     results
 }
 
+/// Stores one snapshot's rows: the sample, plus the per-disk and
+/// per-interface rows when the node's 5-minute detail bucket wants them.
+/// Returns the rows written, or `None` for a duplicate (same node and second).
+pub fn insert_item(store: &mut Store, node_id: &str, item: &Item) -> rusqlite::Result<Option<u64>> {
+    let (disks, nets) = if store.wants_detail(node_id, item.ts) {
+        (&item.disks[..], &item.nets[..])
+    } else {
+        (&[][..], &[][..])
+    };
+    Ok(store
+        .insert_sample(node_id, &item.sample, disks, nets)?
+        .then(|| 1 + (disks.len() + nets.len()) as u64))
+}
+
 /// Stores one request's items; returns (new, duplicates, newest item).
 fn store_items<'a>(
     store: &mut Store,
@@ -150,13 +164,7 @@ fn store_items<'a>(
     let (mut new, mut dup) = (0, 0);
     let mut newest: Option<&Item> = None;
     for item in items {
-        let detail = store.wants_detail(node_id, item.ts);
-        let (disks, nets) = if detail {
-            (&item.disks[..], &item.nets[..])
-        } else {
-            (&[][..], &[][..])
-        };
-        if store.insert_sample(node_id, &item.sample, disks, nets)? {
+        if insert_item(store, node_id, item)?.is_some() {
             new += 1;
             store.mark_rollup_dirty(node_id, item.ts)?;
             // A re-sent duplicate never replaces what was stored first.
