@@ -4,5 +4,6 @@
 pub mod ingest;
 pub mod labwatch;
 pub mod local;
+pub mod notify;
 pub mod timers;
 pub mod validate;
