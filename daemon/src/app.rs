@@ -26,9 +26,23 @@ pub struct Ctx {
     pub local_node: Option<String>,
     /// labwatch agents send cumulative network counters; rates need the previous ones.
     pub lab_counters: crate::engine::labwatch::CounterMemory,
+    pub alerting: crate::engine::alerts::Alerting,
+    /// Wakes the outbox worker after deliveries were queued.
+    pub outbox_wake: async_channel::Sender<()>,
 }
 
 impl Ctx {
+    /// Tells the outbox to look for new rows, if the alert engine wrote some.
+    pub fn wake_outbox(&mut self) {
+        if std::mem::take(&mut self.alerting.outbox_dirty) {
+            let _ = self.outbox_wake.try_send(());
+        }
+    }
+
+    pub fn alert_settings(&self) -> crate::engine::alerts::Settings {
+        crate::engine::alerts::Settings::of(&self.cfg)
+    }
+
     /// A context on an in-memory store with default settings, for in-process
     /// tests. Run `engine::ingest::committer` with the returned receiver on
     /// the same executor, or ingest requests never complete.
@@ -46,6 +60,8 @@ impl Ctx {
             ingest,
             local_node: None,
             lab_counters: Default::default(),
+            alerting: Default::default(),
+            outbox_wake: async_channel::bounded(1).0,
         };
         (Rc::new(RefCell::new(ctx)), wake)
     }

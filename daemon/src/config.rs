@@ -30,6 +30,19 @@ pub struct Config {
     pub retention_1m_days: i64,
     pub retention_5m_days: i64,
     pub retention_1h_days: i64,
+    /// Resolved alerts and finished deliveries are kept this long.
+    pub alert_retention_days: i64,
+    /// How often node-offline and suppression changes are checked, seconds.
+    pub alert_tick_s: u64,
+    pub flap_max_transitions: usize,
+    pub flap_window_s: i64,
+    /// One delivery attempt gives up after this long.
+    pub notify_timeout_s: u64,
+    /// Retry n waits base·2^(n-1) (±20% jitter), capped at max.
+    pub notify_retry_base_s: i64,
+    pub notify_retry_max_s: i64,
+    /// Attempts before a delivery is marked failed.
+    pub notify_max_attempts: i64,
 }
 
 impl Default for Config {
@@ -51,6 +64,14 @@ impl Default for Config {
             retention_1m_days: 8,
             retention_5m_days: 32,
             retention_1h_days: 400,
+            alert_retention_days: 90,
+            alert_tick_s: 10,
+            flap_max_transitions: 4,
+            flap_window_s: 600,
+            notify_timeout_s: 10,
+            notify_retry_base_s: 10,
+            notify_retry_max_s: 3600,
+            notify_max_attempts: 10,
         }
     }
 }
@@ -110,6 +131,14 @@ impl Config {
                 "retention.1m_days" => self.retention_1m_days = n()?.max(1),
                 "retention.5m_days" => self.retention_5m_days = n()?.max(1),
                 "retention.1h_days" => self.retention_1h_days = n()?.max(1),
+                "alerts.retention_days" => self.alert_retention_days = n()?.max(1),
+                "alerts.tick_s" => self.alert_tick_s = n()?.clamp(1, 300) as u64,
+                "alerts.flap_transitions" => self.flap_max_transitions = n()?.clamp(2, 100) as usize,
+                "alerts.flap_window_s" => self.flap_window_s = n()?.clamp(10, 86_400),
+                "notify.timeout_s" => self.notify_timeout_s = n()?.clamp(1, 120) as u64,
+                "notify.retry_base_s" => self.notify_retry_base_s = n()?.clamp(1, 3600),
+                "notify.retry_max_s" => self.notify_retry_max_s = n()?.clamp(1, 86_400),
+                "notify.max_attempts" => self.notify_max_attempts = n()?.clamp(1, 100),
                 other => return Err(format!("unknown key '{other}'")),
             }
         }

@@ -142,6 +142,7 @@ pub fn run(args: Serve) -> Result<(), String> {
     let local_agent = cfg.local_agent;
     let interval = cfg.interval_s;
     let (queue, wake) = IngestQueue::new();
+    let (outbox_wake, outbox_rx) = async_channel::bounded(1);
     let shared: Shared = Rc::new(RefCell::new(Ctx {
         store,
         cfg,
@@ -149,6 +150,8 @@ pub fn run(args: Serve) -> Result<(), String> {
         ingest: queue,
         local_node: None,
         lab_counters: Default::default(),
+        alerting: Default::default(),
+        outbox_wake,
     }));
 
     let ex = LocalExecutor::new();
@@ -157,6 +160,9 @@ pub fn run(args: Serve) -> Result<(), String> {
             .detach();
         ex.spawn(timers::rollups(shared.clone())).detach();
         ex.spawn(timers::retention(shared.clone())).detach();
+        ex.spawn(timers::alerts(shared.clone())).detach();
+        ex.spawn(crate::engine::outbox::run(shared.clone(), outbox_rx))
+            .detach();
         if local_agent {
             match local::ensure_node(&shared, interval as i64) {
                 Ok(id) => {

@@ -159,8 +159,25 @@ struct Fx<'a> {
     victim_token: String,
     victim_session_id: i64,
     victim_session: String,
+    /// Alerting objects: (collection path, id) of one of each kind.
+    alert_objects: Vec<(&'static str, i64)>,
+    alert_id: i64,
     seq: Cell<u32>,
 }
+
+/// Bodies that create one of each alerting object.
+fn alerting_body(collection: &str, node: &str) -> Value {
+    match collection {
+        "/api/v1/alert-rules" => json!({"metric": "cpu", "scope": {"node": node}, "critical": {"trigger": 50, "clear": 40}, "for_s": 0}),
+        // Port 9 on 127.0.0.1: nothing listens, so a test send fails fast.
+        "/api/v1/channels" => json!({"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}}),
+        "/api/v1/maintenance-windows" => json!({"name": "matrix", "start": rfc3339(now() + 86_400), "end": rfc3339(now() + 90_000)}),
+        "/api/v1/silences" => json!({"matchers": {"metric": "swap"}, "comment": "matrix", "duration_s": 3600}),
+        other => panic!("no alerting body for {other}"),
+    }
+}
+
+const ALERTING: [&str; 4] = ["/api/v1/alert-rules", "/api/v1/channels", "/api/v1/maintenance-windows", "/api/v1/silences"];
 
 const VIEWER: &str = "matrix-viewer";
 const OPERATOR: &str = "matrix-operator";
@@ -203,6 +220,21 @@ impl<'a> Fx<'a> {
         let (victim_node, victim_agent) = d.enroll(&setup, "matrix-victim-node");
         let victim_session = d.admin();
         let victim_session_id = session_id(d, &victim_session);
+        let alert_objects: Vec<(&'static str, i64)> = ALERTING
+            .iter()
+            .map(|c| {
+                let r = d.client.post(c, Some(&setup), &alerting_body(c, &node));
+                assert_eq!(r.status, 201, "creating {c}: {}", r.text);
+                (*c, r.json()["id"].as_i64().expect("id"))
+            })
+            .collect();
+        // The node rule above (critical at 50, no wait) opens an alert.
+        let r = d.client.post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 2, 99.0));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let alert_id = poll("an alert from the matrix rule", std::time::Duration::from_secs(10), || {
+            let r = d.client.get("/api/v1/alerts?status=active", Some(&setup));
+            r.json()["data"][0]["id"].as_i64()
+        });
         Fx {
             d,
             setup,
@@ -219,6 +251,8 @@ impl<'a> Fx<'a> {
             victim_token,
             victim_session_id,
             victim_session,
+            alert_objects,
+            alert_id,
             seq: Cell::new(0),
         }
     }
@@ -413,6 +447,29 @@ impl<'a> Fx<'a> {
                     "message": "hello from the role matrix", "unit": "test"
                 }]})),
             ),
+            (m, t) if ALERTING.iter().any(|c| t.starts_with(c)) && t.ends_with("{id}") || t.ends_with("{id}/test") => {
+                let collection = ALERTING.iter().find(|c| t.starts_with(**c)).expect("collection");
+                let id = if m == "DELETE" && allowed {
+                    let r = self.d.client.post(collection, Some(&self.setup), &alerting_body(collection, node));
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    r.json()["id"].as_i64().expect("id")
+                } else {
+                    self.alert_objects.iter().find(|(c, _)| c == collection).expect("fixture").1
+                };
+                let body = match m {
+                    "PATCH" if *collection == "/api/v1/silences" => None,
+                    "PATCH" => Some(json!({"name": "matrix renamed"})),
+                    "POST" => Some(json!({})),
+                    _ => None,
+                };
+                (t.replace("{id}", &id.to_string()), body)
+            }
+            ("POST", t) if ALERTING.contains(&t) => (t.into(), Some(alerting_body(t, node))),
+            ("GET", "/api/v1/alert-rules/effective") => (format!("{template}?node={node}"), None),
+            (m, t) if t.starts_with("/api/v1/alerts/{id}") => {
+                let body = (m == "POST").then(|| json!({"note": "matrix"}));
+                (t.replace("{id}", &self.alert_id.to_string()), body)
+            }
             // Anything added later still gets its auth checked: real ids
             // where the parameter name says what it is, `{}` for writes.
             _ => {

@@ -4,13 +4,17 @@
 //! role-matrix test all read it.
 
 pub mod agent;
+pub mod alert_rules;
+pub mod alerts;
 pub mod auth;
+pub mod channels;
 pub mod download;
 pub mod forecast;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod history;
 pub mod labwatch;
+pub mod maintenance;
 pub mod nodes;
 pub mod prometheus;
 pub mod system;
@@ -114,6 +118,41 @@ pub static ROUTES: &[Route] = &[
     // Agent distribution
     route!("GET", "/install.sh", Public, sync download::install_script, "One-line agent installer (POSIX sh; detects arch and init system, takes --code)"),
     route!("GET", "/download/cairn-agent/{arch}", Public, sync download::agent, "Static agent binary for amd64, arm64 or armv7 (append .sha256 for its checksum)"),
+    // Alert rules and alerts
+    route!("GET", "/api/v1/alert-rules", Viewer, sync alert_rules::list, "Alert rules"),
+    route!("POST", "/api/v1/alert-rules", Admin, sync alert_rules::create, "Create an alert rule"),
+    route!("GET", "/api/v1/alert-rules/effective", Viewer, sync alert_rules::effective, "A node's merged thresholds per metric and where each came from"),
+    route!("GET", "/api/v1/alert-rules/metrics", Viewer, sync alert_rules::metrics, "Metrics a rule can watch, with built-in defaults"),
+    route!("GET", "/api/v1/alert-rules/{id}", Viewer, sync alert_rules::get, "One alert rule"),
+    route!("PATCH", "/api/v1/alert-rules/{id}", Admin, sync alert_rules::update, "Change an alert rule"),
+    route!("DELETE", "/api/v1/alert-rules/{id}", Admin, sync alert_rules::delete, "Delete an alert rule"),
+    route!("POST", "/api/v1/alert-rules/{id}/test", Operator, sync alert_rules::test, "Evaluate a rule against current data without side effects"),
+    route!("GET", "/api/v1/alerts", Viewer, sync alerts::list, "Alerts, filtered by status, node, severity, kind, since"),
+    route!("GET", "/api/v1/alerts/count", Viewer, sync alerts::count, "Open alerts by status and severity"),
+    route!("GET", "/api/v1/alerts/{id}", Viewer, sync alerts::get, "One alert with its event timeline"),
+    route!("POST", "/api/v1/alerts/{id}/ack", Operator, sync alerts::ack, "Acknowledge an alert (optional note)"),
+    route!("POST", "/api/v1/alerts/{id}/unack", Operator, sync alerts::unack, "Take back an acknowledgement"),
+    route!("POST", "/api/v1/alerts/{id}/resolve", Operator, sync alerts::resolve, "Resolve an alert by hand"),
+    // Notifications
+    route!("GET", "/api/v1/channels", Viewer, sync channels::list, "Notification channels (secrets masked)"),
+    route!("POST", "/api/v1/channels", Admin, sync channels::create, "Create a notification channel"),
+    route!("GET", "/api/v1/channels/{id}", Viewer, sync channels::get, "One channel (secrets masked)"),
+    route!("PATCH", "/api/v1/channels/{id}", Admin, sync channels::update, "Change a channel; masked or absent secrets keep their value"),
+    route!("DELETE", "/api/v1/channels/{id}", Admin, sync channels::delete, "Delete a channel and its delivery history"),
+    route!("POST", "/api/v1/channels/{id}/test", Admin, async channels::test, "Send a test message now and report the outcome"),
+    route!("GET", "/api/v1/notifications/deliveries", Viewer, sync channels::deliveries, "Delivery history of the outbox"),
+    route!("GET", "/api/v1/notifications/deliveries/{id}", Viewer, sync channels::delivery, "One delivery with every attempt"),
+    // Maintenance windows and silences
+    route!("GET", "/api/v1/maintenance-windows", Viewer, sync maintenance::list_windows, "Maintenance windows"),
+    route!("POST", "/api/v1/maintenance-windows", Operator, sync maintenance::create_window, "Create a one-off or weekly maintenance window"),
+    route!("GET", "/api/v1/maintenance-windows/active", Viewer, sync maintenance::active_windows, "Maintenance windows in force now"),
+    route!("GET", "/api/v1/maintenance-windows/{id}", Viewer, sync maintenance::get_window, "One maintenance window"),
+    route!("PATCH", "/api/v1/maintenance-windows/{id}", Operator, sync maintenance::update_window, "Change a maintenance window"),
+    route!("DELETE", "/api/v1/maintenance-windows/{id}", Operator, sync maintenance::delete_window, "Delete a maintenance window"),
+    route!("GET", "/api/v1/silences", Viewer, sync maintenance::list_silences, "Silences (state=active|pending|expired|all)"),
+    route!("POST", "/api/v1/silences", Operator, sync maintenance::create_silence, "Silence matching alerts until an expiry"),
+    route!("GET", "/api/v1/silences/{id}", Viewer, sync maintenance::get_silence, "One silence"),
+    route!("DELETE", "/api/v1/silences/{id}", Operator, sync maintenance::expire_silence, "End a silence now (kept as expired)"),
     // labwatch agents, unchanged
     route!("POST", "/api/v1/register", AdminSecret, sync labwatch::register, "labwatch: register an agent (X-Admin-Secret)"),
     route!("POST", "/api/v1/ingest", Agent, async labwatch::ingest, "labwatch: ingest a collectors payload"),
@@ -145,8 +184,26 @@ pub fn ser_time_opt<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::E
     }
 }
 
+/// A numeric path parameter.
+pub fn num_param(call: &Call, name: &str, what: &str) -> Result<i64, ApiError> {
+    call.params
+        .get(name)
+        .parse()
+        .map_err(|_| ApiError::field(name, format!("must be {what} (a number)")))
+}
+
 /// The list envelope with `limit` (1..=1000, default 100) and `offset`.
 pub fn list<T: Serialize>(call: &Call, items: Vec<T>) -> ApiResult {
+    let (limit, offset) = paging(call)?;
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+    Ok(Reply::ok(&serde_json::json!({
+        "data": page, "total": total, "limit": limit, "offset": offset
+    })))
+}
+
+/// `limit` (1..=1000, default 100) and `offset` from the query.
+pub fn paging(call: &Call) -> Result<(usize, usize), ApiError> {
     let limit = match call.req.query("limit") {
         None => 100,
         Some(v) => match v.parse::<usize>() {
@@ -160,11 +217,7 @@ pub fn list<T: Serialize>(call: &Call, items: Vec<T>) -> ApiResult {
             .parse::<usize>()
             .map_err(|_| ApiError::field("offset", "must be a whole number ≥ 0"))?,
     };
-    let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
-    Ok(Reply::ok(&serde_json::json!({
-        "data": page, "total": total, "limit": limit, "offset": offset
-    })))
+    Ok((limit, offset))
 }
 
 /// Names and labels: printable, trimmed, bounded.

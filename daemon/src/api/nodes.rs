@@ -92,7 +92,12 @@ pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let summary = ctx.store.latest(&n.id).map(|l| l.sample.clone());
     let mut v = render(&n, now, self::summary(summary.as_ref()));
     v["latest"] = latest;
-    v["alerts"] = json!([]);
+    let open = crate::store::alerts::AlertFilter {
+        open_only: true,
+        node: Some(n.id.clone()),
+        ..Default::default()
+    };
+    v["alerts"] = serde_json::to_value(ctx.store.alerts(&open, 100, 0)?.0).map_err(ApiError::internal)?;
     Ok(Reply::ok(&v))
 }
 
@@ -149,12 +154,15 @@ pub fn update(ctx: &mut Ctx, call: &Call) -> ApiResult {
         input.labels.as_ref(),
         input.location.as_deref(),
     )?;
+    // Labels and names feed alert scopes, routing and messages.
+    ctx.alerting.invalidate();
     get(ctx, call)
 }
 
 pub fn delete(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let n = find(ctx, call.params.get("id"))?;
     ctx.store.delete_node(&n.id)?;
+    ctx.alerting.forget_node(&n.id);
     log::info!("node {} ({}) deleted with all its data", n.id, n.name);
     Ok(Reply::no_content())
 }

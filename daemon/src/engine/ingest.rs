@@ -3,7 +3,7 @@
 //! queued in a single transaction and only then answers each request, so an
 //! acknowledged snapshot is always on disk and many agents share one fsync.
 
-use crate::app::Shared;
+use crate::app::{Ctx, Shared};
 use crate::clock;
 use crate::engine::validate;
 use crate::http::ApiError;
@@ -26,6 +26,8 @@ pub struct Item {
     /// The snapshot as the node's "latest" (JSON text).
     pub latest: String,
     pub system: (String, String, String),
+    /// CPU cores, for load per core (0: unknown).
+    pub cores: u32,
 }
 
 /// (newly stored, already stored)
@@ -87,8 +89,20 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
         if batch.is_empty() {
             continue;
         }
-        let results = commit(&mut ctx.store, &batch);
+        let (results, newest) = commit(&mut ctx.store, &batch);
         last_commit = Some(std::time::Instant::now());
+        // Alerts look at what was committed, after the acknowledgement is
+        // certain: an alert-side failure never fails an ingest.
+        let settings = crate::engine::alerts::Settings::of(&ctx.cfg);
+        let now = crate::clock::now();
+        let Ctx { store, alerting, .. } = &mut *ctx;
+        for (i, j) in newest {
+            let (p, item) = (&batch[i], &batch[i].items[j]);
+            if let Err(e) = alerting.observe(store, &p.node_id, item, &settings, now) {
+                log::error!("evaluating alerts for {}: {e}", p.node_id);
+            }
+        }
+        ctx.wake_outbox();
         drop(ctx);
         for (p, r) in batch.into_iter().zip(results) {
             let _ = p.done.try_send(r);
@@ -96,17 +110,20 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
     }
 }
 
-fn commit(store: &mut Store, batch: &[Pending]) -> Vec<Outcome> {
-    let fail_all = |e: rusqlite::Error| -> Vec<Outcome> {
+/// Commits a batch; returns each request's outcome and, per request that
+/// stored something, (request index, index of its newest item) when that
+/// item became the node's latest.
+fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, usize)>) {
+    let fail_all = |e: rusqlite::Error| -> (Vec<Outcome>, Vec<(usize, usize)>) {
         let err = ApiError::internal(format!("committing ingest batch: {e}"));
-        batch.iter().map(|_| Err(err.clone())).collect()
+        (batch.iter().map(|_| Err(err.clone())).collect(), Vec::new())
     };
     if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
         return fail_all(e);
     }
     let mut results = Vec::with_capacity(batch.len());
     let mut newest = Vec::with_capacity(batch.len());
-    for p in batch {
+    for (pi, p) in batch.iter().enumerate() {
         // A savepoint per request: one failing node (deleted meanwhile, say)
         // does not cost the others their commit.
         let r = match store.conn.execute_batch("SAVEPOINT one") {
@@ -117,8 +134,8 @@ fn commit(store: &mut Store, batch: &[Pending]) -> Vec<Outcome> {
             Ok((new, dup, item)) => {
                 let _ = store.conn.execute_batch("RELEASE one");
                 results.push(Ok((new, dup)));
-                if let Some(item) = item {
-                    newest.push((p.node_id.as_str(), item));
+                if let Some(j) = item {
+                    newest.push((pi, j));
                 }
             }
             Err(e) => {
@@ -135,10 +152,13 @@ fn commit(store: &mut Store, batch: &[Pending]) -> Vec<Outcome> {
         return fail_all(e);
     }
     // Only committed data becomes a node's latest.
-    for (node_id, item) in newest {
-        store.note_latest(node_id, item.ts, item.latest.clone(), item.sample.clone());
-    }
-    results
+    // A backfilled item older than what the node already showed is history,
+    // not news: it is neither the latest nor evaluated.
+    newest.retain(|&(i, j)| {
+        let (node_id, item) = (&batch[i].node_id, &batch[i].items[j]);
+        store.note_latest(node_id, item.ts, item.latest.clone(), item.sample.clone())
+    });
+    (results, newest)
 }
 
 /// Stores one snapshot's rows: the sample, plus the per-disk and
@@ -155,27 +175,23 @@ pub fn insert_item(store: &mut Store, node_id: &str, item: &Item) -> rusqlite::R
         .then(|| 1 + (disks.len() + nets.len()) as u64))
 }
 
-/// Stores one request's items; returns (new, duplicates, newest item).
-fn store_items<'a>(
-    store: &mut Store,
-    node_id: &str,
-    items: &'a [Item],
-) -> rusqlite::Result<(u32, u32, Option<&'a Item>)> {
+/// Stores one request's items; returns (new, duplicates, index of the newest new item).
+fn store_items(store: &mut Store, node_id: &str, items: &[Item]) -> rusqlite::Result<(u32, u32, Option<usize>)> {
     let (mut new, mut dup) = (0, 0);
-    let mut newest: Option<&Item> = None;
-    for item in items {
+    let mut newest: Option<usize> = None;
+    for (j, item) in items.iter().enumerate() {
         if insert_item(store, node_id, item)?.is_some() {
             new += 1;
             store.mark_rollup_dirty(node_id, item.ts)?;
             // A re-sent duplicate never replaces what was stored first.
-            if newest.is_none_or(|n| item.ts >= n.ts) {
-                newest = Some(item);
+            if newest.is_none_or(|n| item.ts >= items[n].ts) {
+                newest = Some(j);
             }
         } else {
             dup += 1;
         }
     }
-    if let Some(item) = newest {
+    if let Some(item) = newest.map(|n| &items[n]) {
         let (os, arch, ver) = &item.system;
         if !os.is_empty() || !arch.is_empty() || !ver.is_empty() {
             store.update_node_system(node_id, os, arch, ver)?;
@@ -323,6 +339,7 @@ pub fn to_item(snap: Snapshot, raw: Option<Value>, prefix: &str, now: i64) -> Re
             snap.system.arch.clone(),
             snap.system.agent_version.clone(),
         ),
+        cores: snap.cpu.count,
     })
 }
 

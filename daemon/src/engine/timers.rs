@@ -1,6 +1,6 @@
 //! Periodic upkeep on the executor: rollups and the write-behind of nodes'
 //! latest snapshots every 10 minutes, retention and login-throttle pruning
-//! every hour (each once at start too).
+//! every hour (each once at start too), and the alert engine's timer.
 
 /// Spacing of rollup passes and latest-snapshot flushes. History reads take
 /// the not-yet-rolled-up tail from raw samples, so this trades nothing
@@ -36,6 +36,15 @@ pub async fn retention(shared: Shared) {
                 Ok(_) => {}
                 Err(e) => log::error!("retention pass failed: {e}"),
             }
+            let keep = ctx.cfg.alert_retention_days * 86_400;
+            match ctx.store.prune_alerts(now - keep) {
+                Ok(n) if n > 0 => log::info!("alert retention removed {n} rows"),
+                Ok(_) => {}
+                Err(e) => log::error!("pruning alerts failed: {e}"),
+            }
+            if let Err(e) = ctx.store.prune_silences(now - keep) {
+                log::error!("pruning silences failed: {e}");
+            }
             if let Err(e) = ctx
                 .store
                 .prune_login_failures(now - crate::api::auth::THROTTLE_WINDOW_S)
@@ -44,5 +53,22 @@ pub async fn retention(shared: Shared) {
             }
         }
         Timer::after(Duration::from_secs(3600)).await;
+    }
+}
+
+/// Node-offline evaluation and released suppressions, every `alerts.tick_s`.
+pub async fn alerts(shared: Shared) {
+    loop {
+        let every = {
+            let mut ctx = shared.borrow_mut();
+            let settings = ctx.alert_settings();
+            let crate::app::Ctx { store, alerting, .. } = &mut *ctx;
+            if let Err(e) = alerting.tick(store, &settings, crate::clock::now()) {
+                log::error!("alert timer: {e}");
+            }
+            ctx.wake_outbox();
+            ctx.cfg.alert_tick_s
+        };
+        Timer::after(Duration::from_secs(every)).await;
     }
 }

@@ -118,7 +118,8 @@ impl Store {
 
     /// Records a committed snapshot as the node's newest unless a newer one
     /// is known (backfill arrives oldest first and must not go back in time).
-    pub fn note_latest(&mut self, node_id: &str, ts: i64, json: String, sample: Sample) {
+    /// Returns whether it became the latest.
+    pub fn note_latest(&mut self, node_id: &str, ts: i64, json: String, sample: Sample) -> bool {
         let newer = self.latest.map.get(node_id).is_none_or(|l| ts >= l.ts);
         if newer {
             self.latest.map.insert(
@@ -131,6 +132,7 @@ impl Store {
                 },
             );
         }
+        newer
     }
 
     pub fn latest(&self, node_id: &str) -> Option<&Latest> {

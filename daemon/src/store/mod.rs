@@ -2,9 +2,12 @@
 //! per resource. No HTTP types here; callers get plain structs and
 //! `rusqlite::Error`s they wrap with context.
 
+pub mod alerts;
 pub mod auth;
+pub mod channels;
 pub mod history;
 pub mod latest;
+pub mod maintenance;
 pub mod nodes;
 pub mod rollup;
 pub mod schema;

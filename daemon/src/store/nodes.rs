@@ -86,7 +86,32 @@ pub struct LogEntry {
 /// How many log lines a node keeps; older ones are dropped on insert.
 pub const LOGS_PER_NODE: i64 = 1000;
 
+/// What the alert engine needs of a node, without its latest snapshot.
+#[derive(Clone, Debug)]
+pub struct NodeMeta {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub interval_s: i64,
+}
+
 impl Store {
+    pub fn node_metas(&self) -> rusqlite::Result<Vec<NodeMeta>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, labels, interval_s FROM nodes ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            let labels: String = r.get(2)?;
+            Ok(NodeMeta {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
+                interval_s: r.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+
     pub fn insert_node(&self, n: &NewNode, now: i64) -> rusqlite::Result<()> {
         self.conn.execute(
             "INSERT INTO nodes (id, name, hostname, kind, os, arch, agent_version, token_hash, interval_s, created_at)

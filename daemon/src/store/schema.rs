@@ -118,6 +118,136 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Migrations after the generated rollup tables (version 2): version 3 on.
+const LATER: &[&str] = &[
+    // 3: alert rules, alerts and their timeline, channels, the delivery
+    // outbox, maintenance windows, silences.
+    r#"
+    CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        -- Scope: neither (global), a node id, or a label selector (JSON object).
+        scope_node TEXT REFERENCES nodes(id) ON DELETE CASCADE,
+        scope_labels TEXT,
+        -- NULL: the level is not set here (inherited); trigger -1: disabled.
+        warn_trigger REAL, warn_clear REAL,
+        crit_trigger REAL, crit_clear REAL,
+        for_s INTEGER,
+        enabled INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        -- What the alert is about (kind, metric or source, node, instance):
+        -- at most one open alert per key.
+        key TEXT NOT NULL,
+        rule_id INTEGER,
+        kind TEXT NOT NULL,
+        source_id TEXT,
+        node_id TEXT REFERENCES nodes(id) ON DELETE CASCADE,
+        metric TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL CHECK (severity IN ('warning','critical')),
+        status TEXT NOT NULL CHECK (status IN ('active','acknowledged','resolved')),
+        value REAL,
+        threshold REAL,
+        message TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        acknowledged_at INTEGER,
+        acknowledged_by TEXT,
+        ack_note TEXT,
+        resolved_at INTEGER,
+        resolved_by TEXT,
+        flapping INTEGER NOT NULL DEFAULT 0,
+        -- Suppressed by a maintenance window or a silence when it fired;
+        -- notified: a "fired" notification was queued (resolves follow only then).
+        suppressed TEXT,
+        notified INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts(key) WHERE status != 'resolved';
+    CREATE INDEX alerts_started ON alerts(started_at);
+    CREATE INDEX alerts_node ON alerts(node_id, started_at);
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT,
+        value REAL,
+        actor TEXT,
+        note TEXT
+    );
+    CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+    CREATE TABLE channels (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        config TEXT NOT NULL,
+        min_severity TEXT NOT NULL CHECK (min_severity IN ('warning','critical')),
+        enabled INTEGER NOT NULL,
+        filter TEXT NOT NULL DEFAULT '{}',
+        notify_on TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    -- The outbox: a row is written in the same transaction as the alert
+    -- change that caused it, before any attempt, so a restart resumes it.
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        alert_id INTEGER REFERENCES alerts(id) ON DELETE SET NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending','delivered','failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        delivered_at INTEGER
+    );
+    CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
+    CREATE INDEX deliveries_created ON deliveries(created_at);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        duration_ms INTEGER NOT NULL
+    );
+    CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id, id);
+    CREATE TABLE maintenance_windows (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        -- One-off: starts_at/ends_at; weekly: JSON {days, from, to, utc_offset}.
+        starts_at INTEGER,
+        ends_at INTEGER,
+        weekly TEXT,
+        nodes TEXT NOT NULL DEFAULT '[]',
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        -- JSON {node, labels, metric, severity}; absent matchers match anything.
+        matchers TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        starts_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX silences_expiry ON silences(expires_at);
+    "#,
+];
+
 /// Rollup tables share one shape; created in code so the column list has a
 /// single source (store::history::METRICS).
 fn rollup_tables_sql() -> String {
@@ -146,7 +276,12 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     // Migration 2 is generated: the rollup tables.
     let generated = rollup_tables_sql();
-    let all: Vec<&str> = MIGRATIONS.iter().copied().chain([generated.as_str()]).collect();
+    let all: Vec<&str> = MIGRATIONS
+        .iter()
+        .copied()
+        .chain([generated.as_str()])
+        .chain(LATER.iter().copied())
+        .collect();
     for (i, sql) in all.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= current {
@@ -171,6 +306,6 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
     }
 }
