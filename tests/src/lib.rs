@@ -3,6 +3,7 @@
 //! waits by polling with a deadline (never by sleeping a guessed time).
 //! Processes are ended by PID when their handle drops.
 
+pub mod fixtures;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

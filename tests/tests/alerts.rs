@@ -42,7 +42,9 @@ impl Lab {
     /// and a slow machine must not turn that into offline alerts.
     fn new() -> Lab {
         let lab = Lab::with_env(&[]);
-        lab.rule(json!({"name": "no offline alerts here", "metric": "node_offline", "critical": {"trigger": -1}}));
+        lab.rule(
+            json!({"name": "no offline alerts here", "metric": "node_offline", "critical": {"trigger": -1}}),
+        );
         lab
     }
     fn with_env(env: &[(&str, &str)]) -> Lab {
@@ -63,7 +65,12 @@ impl Lab {
     }
     fn post(&self, path: &str, body: &Value) -> Value {
         let r = self.d.client.post(path, Some(&self.admin), body);
-        assert!(r.status == 201 || r.status == 200, "POST {path}: {} {}", r.status, r.text);
+        assert!(
+            r.status == 201 || r.status == 200,
+            "POST {path}: {} {}",
+            r.status,
+            r.text
+        );
         r.json()
     }
     fn get(&self, path: &str) -> Value {
@@ -74,20 +81,24 @@ impl Lab {
     /// Posts a snapshot `advance` seconds after the previous one.
     fn cpu(&self, advance: u64, cpu: f64) {
         self.ts.set(self.ts.get() + advance);
-        let r = self
-            .d
-            .client
-            .post("/api/v1/agent/ingest", Some(&self.agent), &snapshot(self.ts.get(), cpu));
+        let r = self.d.client.post(
+            "/api/v1/agent/ingest",
+            Some(&self.agent),
+            &snapshot(self.ts.get(), cpu),
+        );
         assert_eq!(r.status, 200, "ingest: {}", r.text);
     }
     fn webhook(&self, rx: &FakeReceiver, extra: Value) -> i64 {
-        let mut body = json!({"name": "hook", "type": "webhook", "config": {"url": format!("{}/hook", rx.url())}});
+        let mut body =
+            json!({"name": "hook", "type": "webhook", "config": {"url": format!("{}/hook", rx.url())}});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 b.insert(k.clone(), v.clone());
             }
         }
-        self.post("/api/v1/channels", &body)["id"].as_i64().expect("channel id")
+        self.post("/api/v1/channels", &body)["id"]
+            .as_i64()
+            .expect("channel id")
     }
     fn alerts(&self, query: &str) -> Vec<Value> {
         self.get(&format!("/api/v1/alerts?{query}"))["data"]
@@ -96,7 +107,9 @@ impl Lab {
             .unwrap_or_default()
     }
     fn rule(&self, body: Value) -> i64 {
-        self.post("/api/v1/alert-rules", &body)["id"].as_i64().expect("rule id")
+        self.post("/api/v1/alert-rules", &body)["id"]
+            .as_i64()
+            .expect("rule id")
     }
 }
 
@@ -110,9 +123,14 @@ fn events(rx: &[Recorded]) -> Vec<String> {
 fn hysteresis_duration_and_escalation_notify_a_webhook_once_each() {
     let lab = Lab::new();
     let rx = FakeReceiver::start();
-    lab.webhook(&rx, json!({"config": {"url": format!("{}/hook", rx.url()), "secret": "s3cret"}}));
-    lab.rule(json!({"name": "hot", "metric": "cpu", "warning": {"trigger": 80, "clear": 70},
-                    "critical": {"trigger": 95, "clear": 90}, "for_s": 10}));
+    lab.webhook(
+        &rx,
+        json!({"config": {"url": format!("{}/hook", rx.url()), "secret": "s3cret"}}),
+    );
+    lab.rule(
+        json!({"name": "hot", "metric": "cpu", "warning": {"trigger": 80, "clear": 70},
+                    "critical": {"trigger": 95, "clear": 90}, "for_s": 10}),
+    );
     // A short spike does not fire: 5 s above, then below.
     lab.cpu(0, 85.0);
     lab.cpu(5, 85.0);
@@ -143,7 +161,12 @@ fn hysteresis_duration_and_escalation_notify_a_webhook_once_each() {
     // Clear below warning's clear: resolved.
     lab.cpu(1, 40.0);
     let got3 = rx.wait_for(3, WAIT);
-    assert_eq!(events(&got3), ["fired", "escalated", "resolved"], "{:?}", got.len());
+    assert_eq!(
+        events(&got3),
+        ["fired", "escalated", "resolved"],
+        "{:?}",
+        got.len()
+    );
     let detail = lab.get(&format!("/api/v1/alerts/{}", alert["id"]));
     assert_eq!(detail["status"], "resolved");
     assert!(detail["resolved_by"].is_null(), "cleared by itself");
@@ -158,14 +181,20 @@ fn hysteresis_duration_and_escalation_notify_a_webhook_once_each() {
     let first = &fired[0];
     assert_eq!(first.method, "POST");
     assert_eq!(first.path, "/hook");
-    assert!(first.header("content-type").unwrap_or("").starts_with("application/json"));
+    assert!(first
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/json"));
     let body = first.json();
     assert_eq!(body["event"], "fired");
     assert_eq!(body["severity"], "warning");
     assert_eq!(body["metric"], "cpu");
     assert_eq!(body["node"], "alert-node");
     assert_eq!(body["value"], 85.0);
-    assert!(body["url"].as_str().unwrap().ends_with(&format!("/api/v1/alerts/{}", alert["id"])));
+    assert!(body["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/api/v1/alerts/{}", alert["id"])));
     let sig = first.header("x-cairn-signature").expect("signature header");
     assert!(sig.starts_with("sha256=") && sig.len() == 71, "{sig}");
     // Deliveries are recorded as delivered.
@@ -226,7 +255,10 @@ fn node_offline_after_missed_intervals_then_recovers() {
     assert_eq!(r.status, 200);
     let got = rx.wait_for(2, WAIT);
     assert_eq!(got[1].json()["event"], "resolved");
-    assert_eq!(lab.get(&format!("/api/v1/alerts/{}", a["id"]))["status"], "resolved");
+    assert_eq!(
+        lab.get(&format!("/api/v1/alerts/{}", a["id"]))["status"],
+        "resolved"
+    );
 }
 
 #[test]
@@ -244,20 +276,30 @@ fn maintenance_window_suppresses_and_notifies_when_it_ends() {
     assert_eq!(active["total"], 1);
     lab.rule(json!({"metric": "cpu", "critical": {"trigger": 90}, "for_s": 0}));
     lab.cpu(0, 99.0);
-    let a = poll("a suppressed alert", WAIT, || lab.alerts("status=active").into_iter().next());
-    assert!(a["suppressed"].as_str().unwrap_or("").starts_with("maintenance:"), "{a}");
+    let a = poll("a suppressed alert", WAIT, || {
+        lab.alerts("status=active").into_iter().next()
+    });
+    assert!(
+        a["suppressed"].as_str().unwrap_or("").starts_with("maintenance:"),
+        "{a}"
+    );
     assert_eq!(a["notified"], false);
     assert_eq!(lab.get("/api/v1/notifications/deliveries")["total"], 0);
     // The window ends (deleted) while the alert is still open: it is notified now.
-    let r = lab
-        .d
-        .client
-        .delete(&format!("/api/v1/maintenance-windows/{}", w["id"]), Some(&lab.admin));
+    let r = lab.d.client.delete(
+        &format!("/api/v1/maintenance-windows/{}", w["id"]),
+        Some(&lab.admin),
+    );
     assert_eq!(r.status, 204);
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["event"], "fired");
     let detail = lab.get(&format!("/api/v1/alerts/{}", a["id"]));
-    let types: Vec<&str> = detail["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["fired", "suppressed", "unsuppressed"]);
 }
 
@@ -273,15 +315,24 @@ fn silence_holds_notifications_until_it_expires() {
     assert_eq!(s["state"], "active");
     lab.rule(json!({"metric": "cpu", "critical": {"trigger": 90}, "for_s": 0}));
     lab.cpu(0, 99.0);
-    let a = poll("a silenced alert", WAIT, || lab.alerts("status=active").into_iter().next());
-    assert!(a["suppressed"].as_str().unwrap_or("").starts_with("silence:"), "{a}");
+    let a = poll("a silenced alert", WAIT, || {
+        lab.alerts("status=active").into_iter().next()
+    });
+    assert!(
+        a["suppressed"].as_str().unwrap_or("").starts_with("silence:"),
+        "{a}"
+    );
     assert!(rx.requests().is_empty());
     // Expiry is automatic; the still-open alert is then notified.
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["event"], "fired");
     let expired = lab.get("/api/v1/silences?state=expired");
     assert_eq!(expired["total"], 1);
-    assert_eq!(lab.get("/api/v1/silences")["total"], 0, "the default list shows unexpired ones");
+    assert_eq!(
+        lab.get("/api/v1/silences")["total"],
+        0,
+        "the default list shows unexpired ones"
+    );
 }
 
 #[test]
@@ -301,7 +352,12 @@ fn a_500_is_retried_with_backoff_then_delivered() {
     });
     assert_eq!(d["attempts"], 3);
     let log = lab.get(&format!("/api/v1/notifications/deliveries/{}", d["id"]));
-    let codes: Vec<i64> = log["attempts_log"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
+    let codes: Vec<i64> = log["attempts_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes, [500, 503, 200]);
     assert!(log["attempts_log"][0]["error"].as_str().unwrap().contains("500"));
 }
@@ -330,12 +386,19 @@ fn a_pending_delivery_survives_a_restart_and_is_sent_exactly_once() {
         let d = v["data"][0].clone();
         (d["status"] == "delivered").then_some(d)
     });
-    assert_eq!(d["attempts"], 1, "the interrupted attempt was never recorded: {d}");
+    assert_eq!(
+        d["attempts"], 1,
+        "the interrupted attempt was never recorded: {d}"
+    );
     // Resolving queues a second message on the same channel; a channel
     // delivers in order, so once it arrives the first cannot come again.
     lab.cpu(1, 10.0);
     let got = rx.wait_for(3, WAIT);
-    assert_eq!(events(&got), ["fired", "fired", "resolved"], "one unanswered, one delivered, then the resolve");
+    assert_eq!(
+        events(&got),
+        ["fired", "fired", "resolved"],
+        "one unanswered, one delivered, then the resolve"
+    );
     assert_eq!(lab.get("/api/v1/notifications/deliveries")["total"], 2);
 }
 
@@ -380,7 +443,11 @@ fn acknowledge_unacknowledge_and_manual_resolve() {
     let c = &lab.d.client;
     let r = c.post(&format!("/api/v1/alerts/{id}/ack"), Some(&viewer), &json!({}));
     assert_eq!(r.status, 403);
-    let r = c.post(&format!("/api/v1/alerts/{id}/ack"), Some(&operator), &json!({"note": "on it"}));
+    let r = c.post(
+        &format!("/api/v1/alerts/{id}/ack"),
+        Some(&operator),
+        &json!({"note": "on it"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["status"], "acknowledged");
     assert_eq!(r.json()["ack_note"], "on it");
@@ -392,13 +459,22 @@ fn acknowledge_unacknowledge_and_manual_resolve() {
     assert_eq!(count["critical"], 1);
     let r = c.post(&format!("/api/v1/alerts/{id}/unack"), Some(&operator), &json!({}));
     assert_eq!(r.json()["status"], "active");
-    let r = c.post(&format!("/api/v1/alerts/{id}/resolve"), Some(&operator), &json!({"note": "rebooted"}));
+    let r = c.post(
+        &format!("/api/v1/alerts/{id}/resolve"),
+        Some(&operator),
+        &json!({"note": "rebooted"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["resolved_by"], "op");
     let got = rx.wait_for(3, WAIT);
     assert_eq!(events(&got), ["fired", "acknowledged", "resolved"]);
     let detail = lab.get(&format!("/api/v1/alerts/{id}"));
-    let types: Vec<&str> = detail["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["fired", "acknowledged", "unacknowledged", "resolved"]);
     assert_eq!(lab.alerts("status=resolved&severity=critical").len(), 1);
     assert_eq!(lab.alerts(&format!("node={}&status=active", lab.node)).len(), 0);
@@ -407,17 +483,26 @@ fn acknowledge_unacknowledge_and_manual_resolve() {
 #[test]
 fn effective_thresholds_merge_node_over_labels_over_global_over_defaults() {
     let lab = Lab::new();
-    let r = lab
-        .d
-        .client
-        .patch(&format!("/api/v1/nodes/{}", lab.node), Some(&lab.admin), &json!({"labels": {"room": "attic"}}));
+    let r = lab.d.client.patch(
+        &format!("/api/v1/nodes/{}", lab.node),
+        Some(&lab.admin),
+        &json!({"labels": {"room": "attic"}}),
+    );
     assert_eq!(r.status, 200);
     let global = lab.rule(json!({"metric": "cpu", "warning": {"trigger": 70, "clear": 65}}));
     let label = lab.rule(json!({"metric": "cpu", "scope": {"labels": {"room": "attic"}}, "critical": {"trigger": 90, "clear": 85}}));
     let node = lab.rule(json!({"metric": "cpu", "scope": {"node": lab.node}, "for_s": 5}));
     lab.rule(json!({"metric": "disk", "scope": {"node": lab.node}, "warning": {"trigger": -1}}));
     let eff = lab.get(&format!("/api/v1/alert-rules/effective?node={}", lab.node));
-    let find = |m: &str| eff["data"].as_array().unwrap().iter().find(|e| e["metric"] == m).cloned().unwrap();
+    let find = |m: &str| {
+        eff["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metric"] == m)
+            .cloned()
+            .unwrap()
+    };
     let cpu = find("cpu");
     assert_eq!(cpu["warning"], json!({"trigger": 70.0, "clear": 65.0}));
     assert_eq!(cpu["warning_from"], json!({"scope": "global", "rule_id": global}));
@@ -434,7 +519,10 @@ fn effective_thresholds_merge_node_over_labels_over_global_over_defaults() {
     let res = &t["results"][0];
     assert_eq!(res["node_id"], lab.node.as_str());
     assert_eq!(res["would_fire"], "critical");
-    let r = lab.d.client.get(&format!("/api/v1/alert-rules/effective?node=nope"), Some(&lab.admin));
+    let r = lab
+        .d
+        .client
+        .get("/api/v1/alert-rules/effective?node=nope", Some(&lab.admin));
     assert_eq!(r.status, 404);
 }
 
@@ -443,19 +531,71 @@ fn bad_alerting_input_is_a_400_naming_the_field() {
     let lab = Lab::new();
     let c = &lab.d.client;
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("/api/v1/alert-rules", json!({"metric": "cpux", "warning": {"trigger": 80}}), "metric"),
-        ("/api/v1/alert-rules", json!({"metric": "cpu", "warning": {"trigger": 70, "clear": 80}}), "warning.clear"),
-        ("/api/v1/alert-rules", json!({"metric": "cpu", "critical": {"trigger": 101}}), "critical.trigger"),
-        ("/api/v1/alert-rules", json!({"metric": "cpu", "scope": {"node": "nope"}, "for_s": 5}), "scope.node"),
-        ("/api/v1/alert-rules", json!({"metric": "cpu", "warning": {"trigger": "high"}}), "warning.trigger"),
-        ("/api/v1/channels", json!({"name": "x", "type": "pager", "config": {}}), "type"),
-        ("/api/v1/channels", json!({"name": "x", "type": "webhook", "config": {"url": "not a url"}}), "config.url"),
-        ("/api/v1/channels", json!({"name": "x", "type": "telegram", "config": {"bot_token": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"}}), "config.chat_id"),
-        ("/api/v1/channels", json!({"name": "x", "type": "webhook", "config": {"url": "http://127.0.0.1/"}, "min_severity": "info"}), "min_severity"),
-        ("/api/v1/maintenance-windows", json!({"name": "x", "weekly": {"days": ["funday"], "from": "02:00", "to": "03:00"}}), "weekly.days[0]"),
-        ("/api/v1/maintenance-windows", json!({"name": "x", "start": "2026-01-02T00:00:00Z"}), "end"),
-        ("/api/v1/silences", json!({"matchers": {}, "comment": "x", "duration_s": 60}), "matchers"),
-        ("/api/v1/silences", json!({"matchers": {"severity": "loud"}, "comment": "x", "duration_s": 60}), "matchers.severity"),
+        (
+            "/api/v1/alert-rules",
+            json!({"metric": "cpux", "warning": {"trigger": 80}}),
+            "metric",
+        ),
+        (
+            "/api/v1/alert-rules",
+            json!({"metric": "cpu", "warning": {"trigger": 70, "clear": 80}}),
+            "warning.clear",
+        ),
+        (
+            "/api/v1/alert-rules",
+            json!({"metric": "cpu", "critical": {"trigger": 101}}),
+            "critical.trigger",
+        ),
+        (
+            "/api/v1/alert-rules",
+            json!({"metric": "cpu", "scope": {"node": "nope"}, "for_s": 5}),
+            "scope.node",
+        ),
+        (
+            "/api/v1/alert-rules",
+            json!({"metric": "cpu", "warning": {"trigger": "high"}}),
+            "warning.trigger",
+        ),
+        (
+            "/api/v1/channels",
+            json!({"name": "x", "type": "pager", "config": {}}),
+            "type",
+        ),
+        (
+            "/api/v1/channels",
+            json!({"name": "x", "type": "webhook", "config": {"url": "not a url"}}),
+            "config.url",
+        ),
+        (
+            "/api/v1/channels",
+            json!({"name": "x", "type": "telegram", "config": {"bot_token": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"}}),
+            "config.chat_id",
+        ),
+        (
+            "/api/v1/channels",
+            json!({"name": "x", "type": "webhook", "config": {"url": "http://127.0.0.1/"}, "min_severity": "info"}),
+            "min_severity",
+        ),
+        (
+            "/api/v1/maintenance-windows",
+            json!({"name": "x", "weekly": {"days": ["funday"], "from": "02:00", "to": "03:00"}}),
+            "weekly.days[0]",
+        ),
+        (
+            "/api/v1/maintenance-windows",
+            json!({"name": "x", "start": "2026-01-02T00:00:00Z"}),
+            "end",
+        ),
+        (
+            "/api/v1/silences",
+            json!({"matchers": {}, "comment": "x", "duration_s": 60}),
+            "matchers",
+        ),
+        (
+            "/api/v1/silences",
+            json!({"matchers": {"severity": "loud"}, "comment": "x", "duration_s": 60}),
+            "matchers.severity",
+        ),
     ];
     for (path, body, field) in cases {
         let r = c.post(path, Some(&lab.admin), &body);
@@ -466,6 +606,10 @@ fn bad_alerting_input_is_a_400_naming_the_field() {
             r.error_message()
         );
     }
-    assert_eq!(lab.get("/api/v1/alert-rules")["total"], 1, "nothing stored beyond the lab's own rule");
+    assert_eq!(
+        lab.get("/api/v1/alert-rules")["total"],
+        1,
+        "nothing stored beyond the lab's own rule"
+    );
     assert_eq!(lab.get("/api/v1/channels")["total"], 0);
 }

@@ -19,7 +19,9 @@ fn create(d: &Daemon, admin: &str, body: Value) -> Value {
 /// Test-sends through channel `id` and returns what the receiver got.
 fn test_send(d: &Daemon, admin: &str, id: &Value, rx: &FakeReceiver) -> Recorded {
     let before = rx.requests().len();
-    let r = d.client.post(&format!("/api/v1/channels/{id}/test"), Some(admin), &json!({}));
+    let r = d
+        .client
+        .post(&format!("/api/v1/channels/{id}/test"), Some(admin), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["ok"], true, "{}", r.text);
     assert_eq!(r.json()["status_code"], 200);
@@ -52,11 +54,23 @@ fn each_channel_type_sends_the_request_its_service_documents() {
     assert_eq!(req.header("authorization"), Some("Bearer hook-secret"));
     let body = req.json();
     assert_eq!(body["node"], "cairn");
-    assert!(body["text"].as_str().unwrap().starts_with("warning: Test message from Cairn"), "{body}");
-    assert!(req.header("x-cairn-signature").is_some_and(|s| s.starts_with("sha256=")));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("warning: Test message from Cairn"),
+        "{body}"
+    );
+    assert!(req
+        .header("x-cairn-signature")
+        .is_some_and(|s| s.starts_with("sha256=")));
 
     // ntfy: POST to the topic; title, priority and tags as headers; text body.
-    let c = create(&d, &admin, json!({"name": "ntfy", "type": "ntfy", "config": {"server": base, "topic": "homelab", "token": "tk_secret"}}));
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "ntfy", "type": "ntfy", "config": {"server": base, "topic": "homelab", "token": "tk_secret"}}),
+    );
     assert_eq!(c["config"]["token"], "********");
     let req = test_send(&d, &admin, &c["id"], &rx);
     assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/homelab"));
@@ -67,38 +81,70 @@ fn each_channel_type_sends_the_request_its_service_documents() {
     assert!(req.text().contains("Test message from Cairn"));
 
     // Gotify: POST /message with the app token header and a JSON message.
-    let c = create(&d, &admin, json!({"name": "gotify", "type": "gotify", "config": {"server": base, "token": "AppTok3n"}}));
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "gotify", "type": "gotify", "config": {"server": base, "token": "AppTok3n"}}),
+    );
     let req = test_send(&d, &admin, &c["id"], &rx);
     assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/message"));
     assert_eq!(req.header("x-gotify-key"), Some("AppTok3n"));
     let b = req.json();
-    assert!(b["title"].is_string() && b["message"].is_string() && b["priority"].is_i64(), "{b}");
+    assert!(
+        b["title"].is_string() && b["message"].is_string() && b["priority"].is_i64(),
+        "{b}"
+    );
 
     // Discord: content plus an embed.
-    let c = create(&d, &admin, json!({"name": "discord", "type": "discord", "config": {"url": format!("{base}/api/webhooks/1/abc")}}));
-    assert!(!c["config"]["url"].as_str().unwrap().contains("abc"), "webhook URLs are secrets: {c}");
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "discord", "type": "discord", "config": {"url": format!("{base}/api/webhooks/1/abc")}}),
+    );
+    assert!(
+        !c["config"]["url"].as_str().unwrap().contains("abc"),
+        "webhook URLs are secrets: {c}"
+    );
     let req = test_send(&d, &admin, &c["id"], &rx);
     assert_eq!(req.path, "/api/webhooks/1/abc");
     let b = req.json();
     assert!(b["content"].is_string(), "{b}");
-    assert!(b["embeds"][0]["title"].is_string() && b["embeds"][0]["color"].is_i64(), "{b}");
+    assert!(
+        b["embeds"][0]["title"].is_string() && b["embeds"][0]["color"].is_i64(),
+        "{b}"
+    );
 
     // Slack incoming webhook: text (+ blocks).
-    let c = create(&d, &admin, json!({"name": "slack", "type": "slack", "config": {"url": format!("{base}/services/T0/B0/XYZ")}}));
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "slack", "type": "slack", "config": {"url": format!("{base}/services/T0/B0/XYZ")}}),
+    );
     let req = test_send(&d, &admin, &c["id"], &rx);
     assert_eq!(req.path, "/services/T0/B0/XYZ");
     assert!(req.json()["text"].as_str().unwrap().contains("Test message"));
 
     // Teams: a message with an Adaptive Card attachment.
-    let c = create(&d, &admin, json!({"name": "teams", "type": "teams", "config": {"url": format!("{base}/workflows/teams")}}));
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "teams", "type": "teams", "config": {"url": format!("{base}/workflows/teams")}}),
+    );
     let req = test_send(&d, &admin, &c["id"], &rx);
     let b = req.json();
     assert_eq!(b["type"], "message");
-    assert_eq!(b["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        b["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     assert_eq!(b["attachments"][0]["content"]["type"], "AdaptiveCard");
 
     // Telegram Bot API: /bot<token>/sendMessage with chat_id and text.
-    let c = create(&d, &admin, json!({"name": "tg", "type": "telegram", "config": {"bot_token": BOT, "chat_id": "-100123", "api_base": base}}));
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "tg", "type": "telegram", "config": {"bot_token": BOT, "chat_id": "-100123", "api_base": base}}),
+    );
     assert_eq!(c["config"]["bot_token"], "********");
     let req = test_send(&d, &admin, &c["id"], &rx);
     assert_eq!(req.path, format!("/bot{BOT}/sendMessage"));
@@ -119,12 +165,24 @@ fn each_channel_type_sends_the_request_its_service_documents() {
 
     // Nothing secret anywhere in the list.
     let all = d.client.get("/api/v1/channels", Some(&admin)).text;
-    for secret in ["hook-secret", "sign-me", "tk_secret", "AppTok3n", "abc", "XYZ", BOT] {
+    for secret in [
+        "hook-secret",
+        "sign-me",
+        "tk_secret",
+        "AppTok3n",
+        "abc",
+        "XYZ",
+        BOT,
+    ] {
         assert!(!all.contains(secret), "channel list leaks '{secret}'");
     }
     // A failed test send reports the failure.
     rx.push_statuses(&[500]);
-    let r = d.client.post(&format!("/api/v1/channels/{}/test", c["id"]), Some(&admin), &json!({}));
+    let r = d.client.post(
+        &format!("/api/v1/channels/{}/test", c["id"]),
+        Some(&admin),
+        &json!({}),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["ok"], false);
     assert_eq!(r.json()["status_code"], 500);
@@ -144,7 +202,9 @@ fn an_alert_reaches_a_real_smtp_server_as_an_email() {
             "host": smtp.host(), "port": smtp.port(), "tls": "none",
             "from": "cairn@example.org", "to": ["ops@example.org"]}}),
     );
-    assert!(c["config"].get("password").is_none_or(|p| p.is_null() || p == "********"));
+    assert!(c["config"]
+        .get("password")
+        .is_none_or(|p| p.is_null() || p == "********"));
     let r = d.client.post(
         "/api/v1/alert-rules",
         Some(&admin),
@@ -152,9 +212,13 @@ fn an_alert_reaches_a_real_smtp_server_as_an_email() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     // Warning only: below the channel's minimum severity, no mail.
-    let r = d.client.post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 3, 60.0));
+    let r = d
+        .client
+        .post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 3, 60.0));
     assert_eq!(r.status, 200);
-    let r = d.client.post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 2, 97.5));
+    let r = d
+        .client
+        .post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 2, 97.5));
     assert_eq!(r.status, 200);
     let mails = smtp.wait_for(1, WAIT);
     assert_eq!(mails.len(), 1, "only the escalation to critical is mailed");
@@ -162,9 +226,15 @@ fn an_alert_reaches_a_real_smtp_server_as_an_email() {
     assert_eq!(m.header("From"), Some("cairn@example.org"));
     assert_eq!(m.header("To"), Some("ops@example.org"));
     let subject = m.header("Subject").unwrap_or("");
-    assert!(subject.contains("CRITICAL") && subject.contains("cpu") && subject.contains("mailer-node"), "{subject}");
+    assert!(
+        subject.contains("CRITICAL") && subject.contains("cpu") && subject.contains("mailer-node"),
+        "{subject}"
+    );
     assert!(m.body.contains("97.5"), "{}", m.body);
-    let del = d.client.get("/api/v1/notifications/deliveries", Some(&admin)).json();
+    let del = d
+        .client
+        .get("/api/v1/notifications/deliveries", Some(&admin))
+        .json();
     assert_eq!(del["data"][0]["status"], "delivered", "{del}");
     assert_eq!(del["data"][0]["event"], "escalated");
 }

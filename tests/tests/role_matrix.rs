@@ -168,16 +168,29 @@ struct Fx<'a> {
 /// Bodies that create one of each alerting object.
 fn alerting_body(collection: &str, node: &str) -> Value {
     match collection {
-        "/api/v1/alert-rules" => json!({"metric": "cpu", "scope": {"node": node}, "critical": {"trigger": 50, "clear": 40}, "for_s": 0}),
+        "/api/v1/alert-rules" => {
+            json!({"metric": "cpu", "scope": {"node": node}, "critical": {"trigger": 50, "clear": 40}, "for_s": 0})
+        }
         // Port 9 on 127.0.0.1: nothing listens, so a test send fails fast.
-        "/api/v1/channels" => json!({"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}}),
-        "/api/v1/maintenance-windows" => json!({"name": "matrix", "start": rfc3339(now() + 86_400), "end": rfc3339(now() + 90_000)}),
-        "/api/v1/silences" => json!({"matchers": {"metric": "swap"}, "comment": "matrix", "duration_s": 3600}),
+        "/api/v1/channels" => {
+            json!({"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}})
+        }
+        "/api/v1/maintenance-windows" => {
+            json!({"name": "matrix", "start": rfc3339(now() + 86_400), "end": rfc3339(now() + 90_000)})
+        }
+        "/api/v1/silences" => {
+            json!({"matchers": {"metric": "swap"}, "comment": "matrix", "duration_s": 3600})
+        }
         other => panic!("no alerting body for {other}"),
     }
 }
 
-const ALERTING: [&str; 4] = ["/api/v1/alert-rules", "/api/v1/channels", "/api/v1/maintenance-windows", "/api/v1/silences"];
+const ALERTING: [&str; 4] = [
+    "/api/v1/alert-rules",
+    "/api/v1/channels",
+    "/api/v1/maintenance-windows",
+    "/api/v1/silences",
+];
 
 const VIEWER: &str = "matrix-viewer";
 const OPERATOR: &str = "matrix-operator";
@@ -229,12 +242,18 @@ impl<'a> Fx<'a> {
             })
             .collect();
         // The node rule above (critical at 50, no wait) opens an alert.
-        let r = d.client.post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 2, 99.0));
+        let r = d
+            .client
+            .post("/api/v1/agent/ingest", Some(&agent), &snapshot(now() - 2, 99.0));
         assert_eq!(r.status, 200, "{}", r.text);
-        let alert_id = poll("an alert from the matrix rule", std::time::Duration::from_secs(10), || {
-            let r = d.client.get("/api/v1/alerts?status=active", Some(&setup));
-            r.json()["data"][0]["id"].as_i64()
-        });
+        let alert_id = poll(
+            "an alert from the matrix rule",
+            std::time::Duration::from_secs(10),
+            || {
+                let r = d.client.get("/api/v1/alerts?status=active", Some(&setup));
+                r.json()["data"][0]["id"].as_i64()
+            },
+        );
         Fx {
             d,
             setup,
@@ -447,14 +466,24 @@ impl<'a> Fx<'a> {
                     "message": "hello from the role matrix", "unit": "test"
                 }]})),
             ),
-            (m, t) if ALERTING.iter().any(|c| t.starts_with(c)) && t.ends_with("{id}") || t.ends_with("{id}/test") => {
+            (m, t)
+                if ALERTING.iter().any(|c| t.starts_with(c)) && t.ends_with("{id}")
+                    || t.ends_with("{id}/test") =>
+            {
                 let collection = ALERTING.iter().find(|c| t.starts_with(**c)).expect("collection");
                 let id = if m == "DELETE" && allowed {
-                    let r = self.d.client.post(collection, Some(&self.setup), &alerting_body(collection, node));
+                    let r =
+                        self.d
+                            .client
+                            .post(collection, Some(&self.setup), &alerting_body(collection, node));
                     assert_eq!(r.status, 201, "{}", r.text);
                     r.json()["id"].as_i64().expect("id")
                 } else {
-                    self.alert_objects.iter().find(|(c, _)| c == collection).expect("fixture").1
+                    self.alert_objects
+                        .iter()
+                        .find(|(c, _)| c == collection)
+                        .expect("fixture")
+                        .1
                 };
                 let body = match m {
                     "PATCH" if *collection == "/api/v1/silences" => None,

@@ -43,7 +43,9 @@ pub fn metrics(_ctx: &mut Ctx, _call: &Call) -> ApiResult {
             })
         })
         .collect();
-    Ok(Reply::ok(&serde_json::json!({ "data": list, "total": list.len() })))
+    Ok(Reply::ok(
+        &serde_json::json!({ "data": list, "total": list.len() }),
+    ))
 }
 
 pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
@@ -99,5 +101,7 @@ pub fn test(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let rule = rule_or_404(ctx, id)?;
     let Ctx { store, alerting, .. } = ctx;
     let results = alerting.test_rule(store, &rule, clock::now())?;
-    Ok(Reply::ok(&serde_json::json!({ "rule": rule, "results": results })))
+    Ok(Reply::ok(
+        &serde_json::json!({ "rule": rule, "results": results }),
+    ))
 }

@@ -20,7 +20,10 @@ pub fn list(ctx: &mut Ctx, call: &Call) -> ApiResult {
     };
     if let Some(s) = q("status") {
         if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::field("status", format!("'{s}' is not one of {}", STATUSES.join(", "))));
+            return Err(ApiError::field(
+                "status",
+                format!("'{s}' is not one of {}", STATUSES.join(", ")),
+            ));
         }
         if s == "open" {
             f.open_only = true;

@@ -13,7 +13,14 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Events a channel can be told about.
-pub const EVENTS: &[&str] = &["fired", "escalated", "resolved", "flapping", "acknowledged", "unacknowledged"];
+pub const EVENTS: &[&str] = &[
+    "fired",
+    "escalated",
+    "resolved",
+    "flapping",
+    "acknowledged",
+    "unacknowledged",
+];
 const DEFAULT_EVENTS: &[&str] = &["fired", "escalated", "resolved", "flapping"];
 
 #[derive(Deserialize, Default)]
@@ -74,7 +81,8 @@ fn validate(input: ChannelInput, base: Option<&Channel>, ctx: &Ctx) -> Result<Ch
         (None, Some(prev)) => prev.clone(),
         (None, None) => return Err(ApiError::field("config", "is required")),
     };
-    let config = notify::validate(&kind, &config, previous).map_err(|e| ApiError::field(&e.field, e.message))?;
+    let config =
+        notify::validate(&kind, &config, previous).map_err(|e| ApiError::field(&e.field, e.message))?;
     let min_severity = match (input.min_severity, base) {
         (Some(s), _) => s,
         (None, Some(b)) => b.min_severity.clone(),
@@ -83,10 +91,16 @@ fn validate(input: ChannelInput, base: Option<&Channel>, ctx: &Ctx) -> Result<Ch
     if Severity::parse(&min_severity).is_none() {
         return Err(ApiError::field("min_severity", "must be 'warning' or 'critical'"));
     }
-    let filter = input.filter.or(base.map(|b| b.filter.clone())).unwrap_or_default();
+    let filter = input
+        .filter
+        .or(base.map(|b| b.filter.clone()))
+        .unwrap_or_default();
     for (i, n) in filter.nodes.iter().enumerate() {
         if !matches!(ctx.store.node(n), Ok(Some(_))) {
-            return Err(ApiError::field(&format!("filter.nodes[{i}]"), format!("no node '{n}'")));
+            return Err(ApiError::field(
+                &format!("filter.nodes[{i}]"),
+                format!("no node '{n}'"),
+            ));
         }
     }
     for (i, k) in filter.kinds.iter().enumerate() {
@@ -192,12 +206,20 @@ pub fn test(shared: Shared, call: Call) -> LocalFuture {
                 at: now,
                 ..Default::default()
             };
-            let out = notify::render(&ch.kind, &ch.config, &ev)
-                .map_err(|e| ApiError::new(422, "unprocessable", format!("cannot render for this channel: {e}")))?;
+            let out = notify::render(&ch.kind, &ch.config, &ev).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "unprocessable",
+                    format!("cannot render for this channel: {e}"),
+                )
+            })?;
             (out, Duration::from_secs(ctx.cfg.notify_timeout_s), ch.name)
         };
         let a = smol::unblock(move || notify::deliver(&out, timeout)).await;
-        log::info!("test message to channel '{name}': {}", if a.ok { "delivered" } else { "failed" });
+        log::info!(
+            "test message to channel '{name}': {}",
+            if a.ok { "delivered" } else { "failed" }
+        );
         Ok(Reply::ok(&serde_json::json!({
             "ok": a.ok, "status_code": a.status_code, "error": a.error, "duration_ms": a.duration_ms
         })))
@@ -209,7 +231,10 @@ pub fn deliveries(ctx: &mut Ctx, call: &Call) -> ApiResult {
         call.req
             .query(k)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::field(k, "must be a number")))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::field(k, "must be a number"))
+            })
             .transpose()
     };
     let (channel, alert) = (num("channel")?, num("alert")?);

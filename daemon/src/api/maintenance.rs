@@ -101,7 +101,9 @@ pub fn create_silence(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let store = &ctx.store;
     let (m, comment, starts, expires) = input.validate(now, &|n| matches!(store.node(n), Ok(Some(_))))?;
     let by = call.user()?.username.clone();
-    let id = ctx.store.insert_silence(&m, &comment, &by, starts, expires, now)?;
+    let id = ctx
+        .store
+        .insert_silence(&m, &comment, &by, starts, expires, now)?;
     let s = ctx
         .store
         .silence(id, now)?

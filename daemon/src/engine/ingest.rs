@@ -176,7 +176,11 @@ pub fn insert_item(store: &mut Store, node_id: &str, item: &Item) -> rusqlite::R
 }
 
 /// Stores one request's items; returns (new, duplicates, index of the newest new item).
-fn store_items(store: &mut Store, node_id: &str, items: &[Item]) -> rusqlite::Result<(u32, u32, Option<usize>)> {
+fn store_items(
+    store: &mut Store,
+    node_id: &str,
+    items: &[Item],
+) -> rusqlite::Result<(u32, u32, Option<usize>)> {
     let (mut new, mut dup) = (0, 0);
     let mut newest: Option<usize> = None;
     for (j, item) in items.iter().enumerate() {

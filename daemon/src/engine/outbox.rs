@@ -140,10 +140,9 @@ fn finish(shared: &Shared, d: Done) {
     let now = crate::clock::now();
     let tries = d.attempts + 1;
     let permanent = d.attempt.status_code.is_none()
-        && d.attempt
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("the channel") || e.starts_with("rendering") || e.starts_with("stored event"));
+        && d.attempt.error.as_deref().is_some_and(|e| {
+            e.starts_with("the channel") || e.starts_with("rendering") || e.starts_with("stored event")
+        });
     let next = if d.attempt.ok || permanent || tries >= ctx.cfg.notify_max_attempts {
         None
     } else {
@@ -156,7 +155,11 @@ fn finish(shared: &Shared, d: Done) {
             d.delivery,
             d.channel,
             a.error.as_deref().unwrap_or("unknown error"),
-            if next.is_some() { "; will retry" } else { "; giving up" }
+            if next.is_some() {
+                "; will retry"
+            } else {
+                "; giving up"
+            }
         );
     }
     if let Err(e) = ctx.store.record_attempt(

@@ -66,7 +66,12 @@ pub struct WindowFields {
 }
 
 fn hhmm(field: &str, s: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::field(field, format!("'{s}' is not a time of day as HH:MM (00:00 to 23:59)"));
+    let bad = || {
+        ApiError::field(
+            field,
+            format!("'{s}' is not a time of day as HH:MM (00:00 to 23:59)"),
+        )
+    };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(bad());
@@ -99,7 +104,10 @@ fn offset_s(field: &str, s: &str) -> Result<i64, ApiError> {
 impl Weekly {
     fn validate(&self) -> Result<(), ApiError> {
         if self.days.is_empty() {
-            return Err(ApiError::field("weekly.days", "must name at least one day (mon … sun)"));
+            return Err(ApiError::field(
+                "weekly.days",
+                "must name at least one day (mon … sun)",
+            ));
         }
         for (i, d) in self.days.iter().enumerate() {
             if !DAYS.contains(&d.as_str()) {
@@ -156,14 +164,21 @@ fn check_selector(
     for (k, v) in labels {
         crate::api::check_name("labels", k, 64)?;
         if v.len() > 200 {
-            return Err(ApiError::field(&format!("labels.{k}"), "must be at most 200 bytes"));
+            return Err(ApiError::field(
+                &format!("labels.{k}"),
+                "must be at most 200 bytes",
+            ));
         }
     }
     Ok(())
 }
 
 impl WindowInput {
-    pub fn apply(self, base: Option<&WindowFields>, node_exists: &dyn Fn(&str) -> bool) -> Result<WindowFields, ApiError> {
+    pub fn apply(
+        self,
+        base: Option<&WindowFields>,
+        node_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<WindowFields, ApiError> {
         let name = match (&self.name, base) {
             (Some(n), _) => crate::api::check_name("name", n, 100)?,
             (None, Some(b)) => b.name.clone(),
@@ -185,7 +200,10 @@ impl WindowInput {
         }
         if let Some(w) = self.weekly {
             if self.start.is_some() || self.end.is_some() {
-                return Err(ApiError::field("weekly", "give either start/end (one-off) or weekly, not both"));
+                return Err(ApiError::field(
+                    "weekly",
+                    "give either start/end (one-off) or weekly, not both",
+                ));
             }
             w.validate()?;
             weekly = Some(w);
@@ -282,7 +300,11 @@ pub const MAX_SILENCE_S: i64 = 90 * 86_400;
 
 impl SilenceInput {
     /// Validated (matchers, comment, starts_at, expires_at).
-    pub fn validate(self, now: i64, node_exists: &dyn Fn(&str) -> bool) -> Result<(Matchers, String, i64, i64), ApiError> {
+    pub fn validate(
+        self,
+        now: i64,
+        node_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<(Matchers, String, i64, i64), ApiError> {
         let m = self.matchers;
         if m.node.is_none() && m.labels.is_empty() && m.metric.is_none() && m.severity.is_none() {
             return Err(ApiError::field(
@@ -296,26 +318,44 @@ impl SilenceInput {
             }
         }
         if let Some(x) = &m.metric {
-            if crate::engine::alerts::rules::metric(x).is_none() && !crate::engine::alerts::KINDS.contains(&x.as_str()) {
-                return Err(ApiError::field("matchers.metric", format!("unknown metric '{x}'")));
+            if crate::engine::alerts::rules::metric(x).is_none()
+                && !crate::engine::alerts::KINDS.contains(&x.as_str())
+            {
+                return Err(ApiError::field(
+                    "matchers.metric",
+                    format!("unknown metric '{x}'"),
+                ));
             }
         }
         if let Some(s) = &m.severity {
             if crate::engine::alerts::rules::Severity::parse(s).is_none() {
-                return Err(ApiError::field("matchers.severity", "must be 'warning' or 'critical'"));
+                return Err(ApiError::field(
+                    "matchers.severity",
+                    "must be 'warning' or 'critical'",
+                ));
             }
         }
         check_selector(&[], &m.labels, node_exists).map_err(|e| {
-            ApiError::new(e.status, e.code, e.message.replacen("field 'labels", "field 'matchers.labels", 1))
+            ApiError::new(
+                e.status,
+                e.code,
+                e.message.replacen("field 'labels", "field 'matchers.labels", 1),
+            )
         })?;
         let comment = crate::api::check_name("comment", self.comment.as_deref().unwrap_or(""), 500)?;
-        let time = |field: &str, v: &str| crate::clock::parse_time_param(v).map_err(|e| ApiError::field(field, e));
+        let time =
+            |field: &str, v: &str| crate::clock::parse_time_param(v).map_err(|e| ApiError::field(field, e));
         let starts = match &self.starts_at {
             Some(s) => time("starts_at", s)?,
             None => now,
         };
         let expires = match (&self.expires_at, self.duration_s) {
-            (Some(_), Some(_)) => return Err(ApiError::field("duration_s", "give expires_at or duration_s, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::field(
+                    "duration_s",
+                    "give expires_at or duration_s, not both",
+                ))
+            }
             (Some(e), None) => time("expires_at", e)?,
             (None, Some(d)) if d > 0 => starts.saturating_add(d),
             (None, Some(_)) => return Err(ApiError::field("duration_s", "must be > 0")),
@@ -350,7 +390,9 @@ impl Silence {
             && t < self.expires_at
             && m.node.as_deref().is_none_or(|n| subject.node_id == Some(n))
             && m.labels.iter().all(|(k, v)| subject.labels.get(k) == Some(v))
-            && m.metric.as_deref().is_none_or(|x| x == subject.metric || x == subject.kind)
+            && m.metric
+                .as_deref()
+                .is_none_or(|x| x == subject.metric || x == subject.kind)
             && m.severity.as_deref().is_none_or(|s| s == subject.severity)
     }
 }
@@ -366,7 +408,10 @@ pub struct Subject<'a> {
 
 /// "maintenance:<id>" or "silence:<id>" when something holds the alert back.
 pub fn suppressed_by(windows: &[Window], silences: &[Silence], t: i64, s: &Subject) -> Option<String> {
-    if let Some(w) = windows.iter().find(|w| w.active_at(t) && w.covers(s.node_id, s.labels)) {
+    if let Some(w) = windows
+        .iter()
+        .find(|w| w.active_at(t) && w.covers(s.node_id, s.labels))
+    {
         return Some(format!("maintenance:{}", w.id));
     }
     silences

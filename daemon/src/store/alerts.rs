@@ -128,6 +128,16 @@ pub struct NewAlert<'a> {
     pub at: i64,
 }
 
+/// An open alert's new severity and what caused it.
+pub struct SeverityChange<'a> {
+    pub severity: &'a str,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub message: &'a str,
+    pub rule_id: Option<i64>,
+    pub at: i64,
+}
+
 #[derive(Default)]
 pub struct AlertFilter {
     pub status: Option<String>,
@@ -141,14 +151,20 @@ pub struct AlertFilter {
 
 impl Store {
     pub fn rules(&self) -> rusqlite::Result<Vec<Rule>> {
-        let mut st = self.conn.prepare(&format!("SELECT {RULE_COLS} FROM alert_rules ORDER BY id"))?;
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {RULE_COLS} FROM alert_rules ORDER BY id"))?;
         let rows = st.query_map([], rule_row)?;
         rows.collect()
     }
 
     pub fn rule(&self, id: i64) -> rusqlite::Result<Option<Rule>> {
         self.conn
-            .query_row(&format!("SELECT {RULE_COLS} FROM alert_rules WHERE id = ?1"), [id], rule_row)
+            .query_row(
+                &format!("SELECT {RULE_COLS} FROM alert_rules WHERE id = ?1"),
+                [id],
+                rule_row,
+            )
             .optional()
     }
 
@@ -175,7 +191,19 @@ impl Store {
             "INSERT INTO alert_rules (name, metric, scope_node, scope_labels, warn_trigger, warn_clear,
                  crit_trigger, crit_clear, for_s, enabled, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-            params![f.name, f.metric, f.scope.node, labels, t[0], t[1], t[2], t[3], f.for_s, f.enabled, now],
+            params![
+                f.name,
+                f.metric,
+                f.scope.node,
+                labels,
+                t[0],
+                t[1],
+                t[2],
+                t[3],
+                f.for_s,
+                f.enabled,
+                now
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -186,7 +214,20 @@ impl Store {
             "UPDATE alert_rules SET name = ?2, metric = ?3, scope_node = ?4, scope_labels = ?5,
                  warn_trigger = ?6, warn_clear = ?7, crit_trigger = ?8, crit_clear = ?9, for_s = ?10,
                  enabled = ?11, updated_at = ?12 WHERE id = ?1",
-            params![id, f.name, f.metric, f.scope.node, labels, t[0], t[1], t[2], t[3], f.for_s, f.enabled, now],
+            params![
+                id,
+                f.name,
+                f.metric,
+                f.scope.node,
+                labels,
+                t[0],
+                t[1],
+                t[2],
+                t[3],
+                f.for_s,
+                f.enabled,
+                now
+            ],
         )?;
         Ok(n == 1)
     }
@@ -220,15 +261,19 @@ impl Store {
 
     pub fn alert(&self, id: i64) -> rusqlite::Result<Option<Alert>> {
         self.conn
-            .query_row(&format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?1"), [id], alert_row)
+            .query_row(
+                &format!("SELECT {ALERT_COLS} FROM alerts WHERE id = ?1"),
+                [id],
+                alert_row,
+            )
             .optional()
     }
 
     /// Every open (active or acknowledged) alert: the engine's start-up state.
     pub fn open_alerts(&self) -> rusqlite::Result<Vec<Alert>> {
-        let mut st = self
-            .conn
-            .prepare(&format!("SELECT {ALERT_COLS} FROM alerts WHERE status != 'resolved'"))?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ALERT_COLS} FROM alerts WHERE status != 'resolved'"
+        ))?;
         let rows = st.query_map([], alert_row)?;
         rows.collect()
     }
@@ -324,20 +369,11 @@ impl Store {
     }
 
     /// Severity change of an open alert.
-    pub fn set_alert_severity(
-        &self,
-        id: i64,
-        severity: &str,
-        value: Option<f64>,
-        threshold: Option<f64>,
-        message: &str,
-        rule_id: Option<i64>,
-        at: i64,
-    ) -> rusqlite::Result<()> {
+    pub fn set_alert_severity(&self, id: i64, c: &SeverityChange) -> rusqlite::Result<()> {
         self.conn.execute(
             "UPDATE alerts SET severity = ?2, value = ?3, threshold = ?4, message = ?5, rule_id = ?6,
                  updated_at = ?7 WHERE id = ?1",
-            params![id, severity, value, threshold, message, rule_id, at],
+            params![id, c.severity, c.value, c.threshold, c.message, c.rule_id, c.at],
         )?;
         Ok(())
     }
@@ -358,7 +394,12 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn set_alert_ack(&self, id: i64, ack: Option<(&str, Option<&str>)>, at: i64) -> rusqlite::Result<bool> {
+    pub fn set_alert_ack(
+        &self,
+        id: i64,
+        ack: Option<(&str, Option<&str>)>,
+        at: i64,
+    ) -> rusqlite::Result<bool> {
         let n = match ack {
             Some((by, note)) => self.conn.execute(
                 "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3,
@@ -389,7 +430,8 @@ impl Store {
     }
 
     pub fn set_alert_notified(&self, id: i64) -> rusqlite::Result<()> {
-        self.conn.execute("UPDATE alerts SET notified = 1 WHERE id = ?1", [id])?;
+        self.conn
+            .execute("UPDATE alerts SET notified = 1 WHERE id = ?1", [id])?;
         Ok(())
     }
 

@@ -43,7 +43,8 @@ pub struct ChannelFields {
     pub notify_on: Vec<String>,
 }
 
-const CHANNEL_COLS: &str = "id, name, type, config, min_severity, enabled, filter, notify_on, created_at, updated_at";
+const CHANNEL_COLS: &str =
+    "id, name, type, config, min_severity, enabled, filter, notify_on, created_at, updated_at";
 
 fn channel_row(r: &Row) -> rusqlite::Result<Channel> {
     let config: String = r.get(3)?;
@@ -124,7 +125,11 @@ impl Store {
 
     pub fn channel(&self, id: i64) -> rusqlite::Result<Option<Channel>> {
         self.conn
-            .query_row(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = ?1"), [id], channel_row)
+            .query_row(
+                &format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = ?1"),
+                [id],
+                channel_row,
+            )
             .optional()
     }
 

@@ -4,7 +4,8 @@ use super::Store;
 use crate::engine::suppress::{Matchers, Silence, Window, WindowFields};
 use rusqlite::{params, OptionalExtension, Row};
 
-const WINDOW_COLS: &str = "id, name, starts_at, ends_at, weekly, nodes, labels, created_by, created_at, updated_at";
+const WINDOW_COLS: &str =
+    "id, name, starts_at, ends_at, weekly, nodes, labels, created_by, created_at, updated_at";
 
 fn window_row(r: &Row) -> rusqlite::Result<Window> {
     let weekly: Option<String> = r.get(4)?;
@@ -45,9 +46,9 @@ const SILENCE_COLS: &str = "id, matchers, comment, created_by, created_at, start
 
 impl Store {
     pub fn windows(&self) -> rusqlite::Result<Vec<Window>> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!("SELECT {WINDOW_COLS} FROM maintenance_windows ORDER BY id"))?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {WINDOW_COLS} FROM maintenance_windows ORDER BY id"
+        ))?;
         let rows = st.query_map([], window_row)?;
         rows.collect()
     }
@@ -99,7 +100,10 @@ impl Store {
     }
 
     pub fn delete_window(&self, id: i64) -> rusqlite::Result<bool> {
-        Ok(self.conn.execute("DELETE FROM maintenance_windows WHERE id = ?1", [id])? == 1)
+        Ok(self
+            .conn
+            .execute("DELETE FROM maintenance_windows WHERE id = ?1", [id])?
+            == 1)
     }
 
     fn silence_row(r: &Row, now: i64) -> rusqlite::Result<Silence> {
@@ -164,6 +168,7 @@ impl Store {
 
     /// Forgets silences that expired before `before`.
     pub fn prune_silences(&self, before: i64) -> rusqlite::Result<usize> {
-        self.conn.execute("DELETE FROM silences WHERE expires_at < ?1", [before])
+        self.conn
+            .execute("DELETE FROM silences WHERE expires_at < ?1", [before])
     }
 }

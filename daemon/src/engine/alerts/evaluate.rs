@@ -76,13 +76,14 @@ pub fn step(
     let ready = |s: Severity| track.hold_since[idx(s)].is_some_and(|t| ts - t >= eff.for_s);
     // Hysteresis: an open level holds until the value drops below its clear.
     let holds = |s: Severity| eff.level(s).is_some_and(|l| value >= l.clear);
-    let target = if ready(Severity::Critical) || (open == Some(Severity::Critical) && holds(Severity::Critical)) {
-        Some(Severity::Critical)
-    } else if ready(Severity::Warning) || (open.is_some() && holds(Severity::Warning)) {
-        Some(Severity::Warning)
-    } else {
-        None
-    };
+    let target =
+        if ready(Severity::Critical) || (open == Some(Severity::Critical) && holds(Severity::Critical)) {
+            Some(Severity::Critical)
+        } else if ready(Severity::Warning) || (open.is_some() && holds(Severity::Warning)) {
+            Some(Severity::Warning)
+        } else {
+            None
+        };
     let cutoff = ts - guard.window_s;
     while track.transitions.front().is_some_and(|t| *t < cutoff) {
         track.transitions.pop_front();
@@ -147,7 +148,15 @@ mod tests {
         let mut flapping = false;
         let mut out = Vec::new();
         for (i, v) in values.iter().enumerate() {
-            let d = step(eff, open, flapping, &mut track, *v, i as i64, FlapGuard::default());
+            let d = step(
+                eff,
+                open,
+                flapping,
+                &mut track,
+                *v,
+                i as i64,
+                FlapGuard::default(),
+            );
             match d {
                 Decision::Fire(s) | Decision::Change(s) => open = Some(s),
                 Decision::Resolve => {
@@ -168,19 +177,43 @@ mod tests {
     #[test]
     fn hysteresis_does_not_refire_between_clear_and_trigger() {
         let d = run(&cpu(0), &[85.0, 77.0, 82.0, 76.0, 79.0, 74.0]);
-        assert_eq!(d, vec![Fire(Warning), Nothing, Nothing, Nothing, Nothing, Resolve]);
+        assert_eq!(
+            d,
+            vec![Fire(Warning), Nothing, Nothing, Nothing, Nothing, Resolve]
+        );
     }
 
     #[test]
     fn a_short_spike_does_not_fire_under_for() {
         let d = run(&cpu(3), &[99.0, 99.0, 50.0, 99.0, 99.0, 99.0, 99.0]);
-        assert_eq!(d, vec![Nothing, Nothing, Nothing, Nothing, Nothing, Nothing, Fire(Critical)]);
+        assert_eq!(
+            d,
+            vec![
+                Nothing,
+                Nothing,
+                Nothing,
+                Nothing,
+                Nothing,
+                Nothing,
+                Fire(Critical)
+            ]
+        );
     }
 
     #[test]
     fn escalation_and_deescalation_update_the_open_alert() {
         let d = run(&cpu(0), &[85.0, 96.0, 92.0, 89.0, 76.0, 70.0]);
-        assert_eq!(d, vec![Fire(Warning), Change(Critical), Nothing, Change(Warning), Nothing, Resolve]);
+        assert_eq!(
+            d,
+            vec![
+                Fire(Warning),
+                Change(Critical),
+                Nothing,
+                Change(Warning),
+                Nothing,
+                Resolve
+            ]
+        );
     }
 
     #[test]
@@ -194,7 +227,16 @@ mod tests {
         let d = run(&eff, &values);
         assert_eq!(
             d,
-            vec![Fire(Critical), Resolve, Fire(Critical), Resolve, Fire(Critical), StartFlapping, Nothing, Nothing]
+            vec![
+                Fire(Critical),
+                Resolve,
+                Fire(Critical),
+                Resolve,
+                Fire(Critical),
+                StartFlapping,
+                Nothing,
+                Nothing
+            ]
         );
         // Clear for a whole window: resolves once.
         let mut track = Track::default();

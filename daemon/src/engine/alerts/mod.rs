@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::engine::ingest::Item;
 use crate::engine::notify::Event;
 use crate::engine::suppress::{self, Subject};
-use crate::store::alerts::{Alert, NewAlert};
+use crate::store::alerts::{Alert, NewAlert, SeverityChange};
 use crate::store::nodes::NodeMeta;
 use crate::store::Store;
 use evaluate::{Decision, FlapGuard, Track};
@@ -105,7 +105,15 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// One line a person reads in a notification.
-fn describe(sig_metric: &str, instance: &str, node: &str, value: Option<f64>, sev: Severity, threshold: Option<f64>, resolved: bool) -> String {
+fn describe(
+    sig_metric: &str,
+    instance: &str,
+    node: &str,
+    value: Option<f64>,
+    sev: Severity,
+    threshold: Option<f64>,
+    resolved: bool,
+) -> String {
     let unit = rules::metric(sig_metric).map(|d| d.unit).unwrap_or("");
     let unit = if unit.is_empty() || unit == "intervals" {
         String::new()
@@ -122,7 +130,10 @@ fn describe(sig_metric: &str, instance: &str, node: &str, value: Option<f64>, se
     let v = value.map(fmt_value).unwrap_or_else(|| "unknown".into());
     let t = threshold.map(fmt_value).unwrap_or_default();
     match (sig_metric, resolved) {
-        ("node_offline", false) => format!("{node} has sent nothing for {v} intervals ({} at ≥ {t})", sev.as_str()),
+        ("node_offline", false) => format!(
+            "{node} has sent nothing for {v} intervals ({} at ≥ {t})",
+            sev.as_str()
+        ),
         ("node_offline", true) => format!("{node} is reporting again"),
         (_, false) => format!("{what} is {v}{unit} ({} at ≥ {t}{unit})", sev.as_str()),
         (_, true) => format!("{what} is back to {v}{unit}"),
@@ -192,7 +203,11 @@ impl Alerting {
     }
 
     /// Effective thresholds of a node (for `/alert-rules/effective`).
-    pub fn effective_for(&mut self, store: &Store, node_id: &str) -> rusqlite::Result<Option<Vec<Effective>>> {
+    pub fn effective_for(
+        &mut self,
+        store: &Store,
+        node_id: &str,
+    ) -> rusqlite::Result<Option<Vec<Effective>>> {
         Ok(self.node(store, node_id)?.map(|n| n.effective.clone()))
     }
 
@@ -214,7 +229,10 @@ impl Alerting {
         push("memory", v[1]);
         push("swap", v[2]);
         push("load", v[3]);
-        push("load_per_core", v[3].filter(|_| item.cores > 0).map(|l| l / item.cores as f64));
+        push(
+            "load_per_core",
+            v[3].filter(|_| item.cores > 0).map(|l| l / item.cores as f64),
+        );
         push("temperature", v[7]);
         push("net_rx", v[8]);
         push("net_tx", v[9]);
@@ -237,7 +255,14 @@ impl Alerting {
     }
 
     /// Evaluates a node's committed snapshot.
-    pub fn observe(&mut self, store: &mut Store, node_id: &str, item: &Item, s: &Settings, now: i64) -> rusqlite::Result<()> {
+    pub fn observe(
+        &mut self,
+        store: &mut Store,
+        node_id: &str,
+        item: &Item,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<()> {
         let signals = Alerting::signals_of(item);
         // A mount that is no longer reported cannot clear its alert by itself.
         let mounts: Vec<&str> = item.disks.iter().map(|d| d.mount.as_str()).collect();
@@ -252,7 +277,10 @@ impl Alerting {
             .collect();
         let mut changes = self.evaluate(store, node_id, &signals, item.ts, s)?;
         for k in gone {
-            if let Some(eff) = self.node(store, node_id)?.and_then(|n| n.effective.iter().find(|e| e.metric == "disk").cloned()) {
+            if let Some(eff) = self
+                .node(store, node_id)?
+                .and_then(|n| n.effective.iter().find(|e| e.metric == "disk").cloned())
+            {
                 let instance = k.rsplit_once(':').map(|(_, i)| i.to_string()).unwrap_or_default();
                 changes.push(Change {
                     key: k,
@@ -273,7 +301,14 @@ impl Alerting {
     }
 
     /// Evaluates signals of a node at `ts`; no writes.
-    fn evaluate(&mut self, store: &Store, node_id: &str, signals: &[Signal], ts: i64, s: &Settings) -> rusqlite::Result<Vec<Change>> {
+    fn evaluate(
+        &mut self,
+        store: &Store,
+        node_id: &str,
+        signals: &[Signal],
+        ts: i64,
+        s: &Settings,
+    ) -> rusqlite::Result<Vec<Change>> {
         self.load(store)?;
         let Some(node) = self.node(store, node_id)? else {
             return Ok(Vec::new());
@@ -359,15 +394,28 @@ impl Alerting {
         tx.commit()
     }
 
-    fn labels_of(&mut self, store: &Store, node_id: Option<&str>) -> rusqlite::Result<BTreeMap<String, String>> {
+    fn labels_of(
+        &mut self,
+        store: &Store,
+        node_id: Option<&str>,
+    ) -> rusqlite::Result<BTreeMap<String, String>> {
         Ok(match node_id {
-            Some(n) => self.node(store, n)?.map(|n| n.meta.labels.clone()).unwrap_or_default(),
+            Some(n) => self
+                .node(store, n)?
+                .map(|n| n.meta.labels.clone())
+                .unwrap_or_default(),
             None => BTreeMap::new(),
         })
     }
 
     /// Writes changes and their notifications in one transaction.
-    fn apply(&mut self, store: &mut Store, changes: Vec<Change>, s: &Settings, now: i64) -> rusqlite::Result<()> {
+    fn apply(
+        &mut self,
+        store: &mut Store,
+        changes: Vec<Change>,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -384,7 +432,15 @@ impl Alerting {
                 Decision::Fire(sev) => {
                     let level = c.eff.level(sev);
                     let threshold = level.map(|l| l.trigger);
-                    let message = describe(sig.metric, &sig.instance, &node_name, value, sev, threshold, false);
+                    let message = describe(
+                        sig.metric,
+                        &sig.instance,
+                        &node_name,
+                        value,
+                        sev,
+                        threshold,
+                        false,
+                    );
                     let id = store.insert_alert(&NewAlert {
                         key: &c.key,
                         rule_id: c.eff.source(sev).rule_id,
@@ -424,10 +480,30 @@ impl Alerting {
                     self.open.insert(c.key.clone(), open);
                 }
                 Decision::Change(sev) => {
-                    let Some(open) = self.open.get(&c.key).cloned() else { continue };
+                    let Some(open) = self.open.get(&c.key).cloned() else {
+                        continue;
+                    };
                     let threshold = c.eff.level(sev).map(|l| l.trigger);
-                    let message = describe(sig.metric, &sig.instance, &node_name, value, sev, threshold, false);
-                    store.set_alert_severity(open.id, sev.as_str(), value, threshold, &message, c.eff.source(sev).rule_id, c.ts)?;
+                    let message = describe(
+                        sig.metric,
+                        &sig.instance,
+                        &node_name,
+                        value,
+                        sev,
+                        threshold,
+                        false,
+                    );
+                    store.set_alert_severity(
+                        open.id,
+                        &SeverityChange {
+                            severity: sev.as_str(),
+                            value,
+                            threshold,
+                            message: &message,
+                            rule_id: c.eff.source(sev).rule_id,
+                            at: c.ts,
+                        },
+                    )?;
                     let up = sev > open.severity;
                     let kind = if up { "escalated" } else { "deescalated" };
                     store.add_alert_event(open.id, c.ts, kind, Some(sev.as_str()), value, None, None)?;
@@ -437,17 +513,32 @@ impl Alerting {
                     // Escalations are news; a de-escalation waits for the resolve.
                     if up && open.notified {
                         if let Some(alert) = store.alert(open.id)? {
-                            if suppress::suppressed_by(&windows, &silences, now, &subject(&alert, &labels)).is_none() {
+                            if suppress::suppressed_by(&windows, &silences, now, &subject(&alert, &labels))
+                                .is_none()
+                            {
                                 self.notify(store, &alert, "escalated", s, now)?;
                             }
                         }
                     }
                 }
                 Decision::Resolve => {
-                    let Some(open) = self.open.remove(&c.key) else { continue };
-                    let message = describe(sig.metric, &sig.instance, &node_name, value, open.severity, None, true);
+                    let Some(open) = self.open.remove(&c.key) else {
+                        continue;
+                    };
+                    let message = describe(
+                        sig.metric,
+                        &sig.instance,
+                        &node_name,
+                        value,
+                        open.severity,
+                        None,
+                        true,
+                    );
                     let message = if value.is_none() && sig.metric == "disk" {
-                        format!("{} {} on {node_name} is no longer reported", sig.metric, sig.instance)
+                        format!(
+                            "{} {} on {node_name} is no longer reported",
+                            sig.metric, sig.instance
+                        )
                     } else {
                         message
                     };
@@ -460,7 +551,9 @@ impl Alerting {
                     }
                 }
                 Decision::StartFlapping => {
-                    let Some(open) = self.open.get_mut(&c.key) else { continue };
+                    let Some(open) = self.open.get_mut(&c.key) else {
+                        continue;
+                    };
                     open.flapping = true;
                     let (id, notified) = (open.id, open.notified);
                     store.set_alert_flapping(id, true, c.ts)?;
@@ -478,7 +571,14 @@ impl Alerting {
 
     /// Queues an event for every channel that wants it. Runs inside the
     /// caller's transaction.
-    fn notify(&mut self, store: &Store, alert: &Alert, event: &str, s: &Settings, now: i64) -> rusqlite::Result<()> {
+    fn notify(
+        &mut self,
+        store: &Store,
+        alert: &Alert,
+        event: &str,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<()> {
         let channels = store.channels()?;
         if channels.is_empty() {
             return Ok(());
@@ -524,9 +624,19 @@ impl Alerting {
     }
 
     /// Acknowledge (`Some(note)`) or unacknowledge (`None`) by a person.
-    pub fn set_ack(&mut self, store: &mut Store, id: i64, by: &str, ack: Option<Option<&str>>, s: &Settings, now: i64) -> rusqlite::Result<Option<bool>> {
+    pub fn set_ack(
+        &mut self,
+        store: &mut Store,
+        id: i64,
+        by: &str,
+        ack: Option<Option<&str>>,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<Option<bool>> {
         self.load(store)?;
-        let Some(_) = store.alert(id)? else { return Ok(None) };
+        let Some(_) = store.alert(id)? else {
+            return Ok(None);
+        };
         let tx = store.conn.unchecked_transaction()?;
         let changed = store.set_alert_ack(id, ack.map(|note| (by, note)), now)?;
         if changed {
@@ -547,9 +657,19 @@ impl Alerting {
 
     /// Resolves an alert by hand. If the condition still holds, the next
     /// evaluation opens a new alert: resolving does not silence.
-    pub fn resolve_by(&mut self, store: &mut Store, id: i64, by: &str, note: Option<&str>, s: &Settings, now: i64) -> rusqlite::Result<Option<bool>> {
+    pub fn resolve_by(
+        &mut self,
+        store: &mut Store,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<Option<bool>> {
         self.load(store)?;
-        let Some(alert) = store.alert(id)? else { return Ok(None) };
+        let Some(alert) = store.alert(id)? else {
+            return Ok(None);
+        };
         let tx = store.conn.unchecked_transaction()?;
         let changed = store.resolve_alert(id, None, None, Some(by), now)?;
         if changed {
@@ -568,7 +688,12 @@ impl Alerting {
 
     /// What a rule alone would do with the nodes' current data: no writes,
     /// no state touched.
-    pub fn test_rule(&mut self, store: &Store, rule: &Rule, now: i64) -> rusqlite::Result<Vec<serde_json::Value>> {
+    pub fn test_rule(
+        &mut self,
+        store: &Store,
+        rule: &Rule,
+        now: i64,
+    ) -> rusqlite::Result<Vec<serde_json::Value>> {
         self.load(store)?;
         let mut out = Vec::new();
         let one = Rc::new(vec![rule.clone()]);
@@ -653,7 +778,9 @@ fn latest_json(json: Option<&str>) -> Option<serde_json::Value> {
 
 /// Mounts from a stored latest snapshot (native or labwatch-mapped shape).
 fn latest_disks(json: Option<&str>) -> Vec<crate::store::history::DiskSample> {
-    let Some(v) = latest_json(json) else { return Vec::new() };
+    let Some(v) = latest_json(json) else {
+        return Vec::new();
+    };
     v["disks"]
         .as_array()
         .map(|a| {

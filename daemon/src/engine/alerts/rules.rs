@@ -67,19 +67,99 @@ const fn m(
 /// homelab owner would want to hear about and stays quiet otherwise: short
 /// CPU spikes need a minute, a full disk does not wait.
 pub static METRICS: &[MetricDef] = &[
-    m("cpu", "%", true, Some(Level::new(80.0, 75.0)), Some(Level::new(95.0, 90.0)), 60, "busy share of all cores"),
-    m("memory", "%", true, Some(Level::new(85.0, 80.0)), Some(Level::new(95.0, 90.0)), 60, "used memory"),
-    m("swap", "%", true, Some(Level::new(50.0, 45.0)), Some(Level::new(80.0, 75.0)), 60, "used swap"),
+    m(
+        "cpu",
+        "%",
+        true,
+        Some(Level::new(80.0, 75.0)),
+        Some(Level::new(95.0, 90.0)),
+        60,
+        "busy share of all cores",
+    ),
+    m(
+        "memory",
+        "%",
+        true,
+        Some(Level::new(85.0, 80.0)),
+        Some(Level::new(95.0, 90.0)),
+        60,
+        "used memory",
+    ),
+    m(
+        "swap",
+        "%",
+        true,
+        Some(Level::new(50.0, 45.0)),
+        Some(Level::new(80.0, 75.0)),
+        60,
+        "used swap",
+    ),
     MetricDef {
         per_instance: true,
-        ..m("disk", "%", true, Some(Level::new(80.0, 75.0)), Some(Level::new(90.0, 85.0)), 0, "used space, per mount")
+        ..m(
+            "disk",
+            "%",
+            true,
+            Some(Level::new(80.0, 75.0)),
+            Some(Level::new(90.0, 85.0)),
+            0,
+            "used space, per mount",
+        )
     },
-    m("load", "", false, None, None, 120, "1-minute load average (no default: it depends on the core count)"),
-    m("load_per_core", "", false, Some(Level::new(1.5, 1.2)), Some(Level::new(3.0, 2.5)), 120, "1-minute load divided by the core count"),
-    m("temperature", "°C", false, Some(Level::new(75.0, 70.0)), Some(Level::new(85.0, 80.0)), 60, "hottest sensor"),
-    m("net_rx", "B/s", false, None, None, 60, "received bytes per second, all interfaces"),
-    m("net_tx", "B/s", false, None, None, 60, "sent bytes per second, all interfaces"),
-    m("node_offline", "intervals", false, None, Some(Level::new(3.0, 1.0)), 0, "intervals since the node's last snapshot"),
+    m(
+        "load",
+        "",
+        false,
+        None,
+        None,
+        120,
+        "1-minute load average (no default: it depends on the core count)",
+    ),
+    m(
+        "load_per_core",
+        "",
+        false,
+        Some(Level::new(1.5, 1.2)),
+        Some(Level::new(3.0, 2.5)),
+        120,
+        "1-minute load divided by the core count",
+    ),
+    m(
+        "temperature",
+        "°C",
+        false,
+        Some(Level::new(75.0, 70.0)),
+        Some(Level::new(85.0, 80.0)),
+        60,
+        "hottest sensor",
+    ),
+    m(
+        "net_rx",
+        "B/s",
+        false,
+        None,
+        None,
+        60,
+        "received bytes per second, all interfaces",
+    ),
+    m(
+        "net_tx",
+        "B/s",
+        false,
+        None,
+        None,
+        60,
+        "sent bytes per second, all interfaces",
+    ),
+    m(
+        "node_offline",
+        "intervals",
+        false,
+        None,
+        Some(Level::new(3.0, 1.0)),
+        0,
+        "intervals since the node's last snapshot",
+    ),
 ];
 
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
@@ -169,7 +249,9 @@ pub struct LevelInput {
 }
 
 /// Tells "absent" (None) from "null" (Some(None)) for PATCH.
-fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -195,7 +277,10 @@ fn level(field: &str, def: &MetricDef, l: LevelInput) -> Result<Level, ApiError>
     }
     for (name, v) in [("trigger", l.trigger), ("clear", clear)] {
         if !v.is_finite() {
-            return Err(ApiError::field(&format!("{field}.{name}"), "must be a finite number"));
+            return Err(ApiError::field(
+                &format!("{field}.{name}"),
+                "must be a finite number",
+            ));
         }
         if v < 0.0 {
             return Err(ApiError::field(
@@ -204,7 +289,10 @@ fn level(field: &str, def: &MetricDef, l: LevelInput) -> Result<Level, ApiError>
             ));
         }
         if def.percent && v > 100.0 {
-            return Err(ApiError::field(&format!("{field}.{name}"), "is a percentage: 0 to 100"));
+            return Err(ApiError::field(
+                &format!("{field}.{name}"),
+                "is a percentage: 0 to 100",
+            ));
         }
     }
     if clear > l.trigger {
@@ -222,7 +310,11 @@ fn level(field: &str, def: &MetricDef, l: LevelInput) -> Result<Level, ApiError>
 impl RuleInput {
     /// Applies this input over `base` (a stored rule for PATCH, or empty for
     /// create) and validates the result. `node_exists` checks a node scope.
-    pub fn apply(self, base: Option<&RuleFields>, node_exists: impl Fn(&str) -> bool) -> Result<RuleFields, ApiError> {
+    pub fn apply(
+        self,
+        base: Option<&RuleFields>,
+        node_exists: impl Fn(&str) -> bool,
+    ) -> Result<RuleFields, ApiError> {
         let metric_name = match (&self.metric, base) {
             (Some(m), _) => m.clone(),
             (None, Some(b)) => b.metric.clone(),
@@ -246,7 +338,10 @@ impl RuleInput {
             (None, None) => Scope::default(),
         };
         if scope.node.is_some() && scope.labels.is_some() {
-            return Err(ApiError::field("scope", "takes either 'node' or 'labels', not both"));
+            return Err(ApiError::field(
+                "scope",
+                "takes either 'node' or 'labels', not both",
+            ));
         }
         if let Some(n) = &scope.node {
             if !node_exists(n) {
@@ -255,12 +350,18 @@ impl RuleInput {
         }
         if let Some(l) = &scope.labels {
             if l.is_empty() {
-                return Err(ApiError::field("scope.labels", "must name at least one label (use {} for global)"));
+                return Err(ApiError::field(
+                    "scope.labels",
+                    "must name at least one label (use {} for global)",
+                ));
             }
             for (k, v) in l {
                 crate::api::check_name("scope.labels", k, 64)?;
                 if v.len() > 200 {
-                    return Err(ApiError::field(&format!("scope.labels.{k}"), "must be at most 200 bytes"));
+                    return Err(ApiError::field(
+                        &format!("scope.labels.{k}"),
+                        "must be at most 200 bytes",
+                    ));
                 }
             }
         }
@@ -281,7 +382,10 @@ impl RuleInput {
         }
         let for_s = match self.for_s {
             Some(Some(s)) if !(0..=MAX_FOR_S).contains(&s) => {
-                return Err(ApiError::field("for_s", format!("must be 0 to {MAX_FOR_S} seconds")))
+                return Err(ApiError::field(
+                    "for_s",
+                    format!("must be 0 to {MAX_FOR_S} seconds"),
+                ))
             }
             Some(v) => v,
             None => base.and_then(|b| b.for_s),
@@ -440,7 +544,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -485,7 +592,13 @@ mod tests {
 
     #[test]
     fn disabled_level_and_disabled_rule() {
-        let mut off = rule(1, "disk", Scope::default(), Some(Level::new(DISABLED, DISABLED)), None);
+        let mut off = rule(
+            1,
+            "disk",
+            Scope::default(),
+            Some(Level::new(DISABLED, DISABLED)),
+            None,
+        );
         let eff = effective(std::slice::from_ref(&off), "n", &BTreeMap::new());
         let disk = eff.iter().find(|e| e.metric == "disk").unwrap();
         assert_eq!(disk.level(Severity::Warning), None);
@@ -506,8 +619,10 @@ mod tests {
         assert!(bad(r#"{"metric":"cpux","warning":{"trigger":1}}"#).contains("'metric'"));
         assert!(bad(r#"{"metric":"cpu","warning":{"trigger":70,"clear":80}}"#).contains("'warning.clear'"));
         assert!(bad(r#"{"metric":"cpu","warning":{"trigger":170}}"#).contains("'warning.trigger'"));
-        assert!(bad(r#"{"metric":"cpu","warning":{"trigger":90},"critical":{"trigger":80}}"#)
-            .contains("'critical.trigger'"));
+        assert!(
+            bad(r#"{"metric":"cpu","warning":{"trigger":90},"critical":{"trigger":80}}"#)
+                .contains("'critical.trigger'")
+        );
         assert!(bad(r#"{"metric":"cpu"}"#).contains("'warning'"));
         assert!(bad(r#"{"metric":"cpu","for_s":-5}"#).contains("'for_s'"));
         let ok: RuleInput = serde_json::from_str(r#"{"metric":"load","warning":{"trigger":4}}"#).unwrap();
@@ -518,9 +633,10 @@ mod tests {
     #[test]
     fn patch_keeps_absent_fields_and_null_removes_a_level() {
         let exists = |_: &str| true;
-        let base: RuleInput =
-            serde_json::from_str(r#"{"metric":"cpu","warning":{"trigger":70,"clear":60},"critical":{"trigger":90}}"#)
-                .unwrap();
+        let base: RuleInput = serde_json::from_str(
+            r#"{"metric":"cpu","warning":{"trigger":70,"clear":60},"critical":{"trigger":90}}"#,
+        )
+        .unwrap();
         let base = base.apply(None, exists).unwrap();
         let patch: RuleInput = serde_json::from_str(r#"{"critical":null,"for_s":30}"#).unwrap();
         let f = patch.apply(Some(&base), exists).unwrap();
