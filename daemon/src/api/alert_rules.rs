@@ -64,8 +64,8 @@ pub fn create(ctx: &mut Ctx, call: &Call) -> ApiResult {
 
 pub fn update(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let id = num_param(call, "id", "an alert rule id")?;
-    let old = fields(&rule_or_404(ctx, id)?);
     let input: RuleInput = body(call)?;
+    let old = fields(&rule_or_404(ctx, id)?);
     let store = &ctx.store;
     let f = input.apply(Some(&old), |n| matches!(store.node(n), Ok(Some(_))))?;
     ctx.store.update_rule(id, &f, clock::now())?;
@@ -98,6 +98,7 @@ pub fn effective(ctx: &mut Ctx, call: &Call) -> ApiResult {
 /// Evaluates one rule against the nodes' current data; changes nothing.
 pub fn test(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let id = num_param(call, "id", "an alert rule id")?;
+    super::no_body(call)?;
     let rule = rule_or_404(ctx, id)?;
     let Ctx { store, alerting, .. } = ctx;
     let results = alerting.test_rule(store, &rule, clock::now())?;

@@ -171,8 +171,8 @@ pub fn create(ctx: &mut Ctx, call: &Call) -> ApiResult {
 
 pub fn update(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let id = num_param(call, "id", "a channel id")?;
-    let old = channel_or_404(ctx, id)?;
     let input: ChannelInput = body(call)?;
+    let old = channel_or_404(ctx, id)?;
     let f = validate(input, Some(&old), ctx)?;
     ctx.store.update_channel(id, &f, clock::now())?;
     Ok(Reply::ok(&render(&channel_or_404(ctx, id)?)))
@@ -192,6 +192,7 @@ pub fn test(shared: Shared, call: Call) -> LocalFuture {
         let (out, timeout, name) = {
             let ctx = shared.borrow();
             let id = num_param(&call, "id", "a channel id")?;
+            super::no_body(&call)?;
             let ch = channel_or_404(&ctx, id)?;
             let now = clock::now();
             let ev = Event {

@@ -195,6 +195,8 @@ impl Fixture {
         pattern
             .split('/')
             .map(|seg| match seg {
+                // Alerting objects have numeric ids; the seeds create id 1 early.
+                "{id}" if NUMERIC_ID_ROUTES.iter().any(|p| pattern.starts_with(p)) => "1".into(),
                 "{id}" => self.victim_node.clone(),
                 "{username}" => self.victim_user.clone(),
                 "{lab_id}" => self.agent_node.clone(),
@@ -240,6 +242,9 @@ fn body_routes() -> Vec<&'static Route> {
     ROUTES
         .iter()
         .filter(|r| matches!(r.method, "POST" | "PUT" | "PATCH"))
+        // A test send goes to the stored channel's address; mutated configs
+        // could name any host, and the tests talk to 127.0.0.1 only.
+        .filter(|r| r.path != "/api/v1/channels/{id}/test")
         .collect()
 }
 
@@ -429,6 +434,15 @@ fn labwatch_payload(rng: &mut Rng, lab_id: &str, ts: i64) -> Value {
         "smart": {"devices": null}}})
 }
 
+/// Collections whose `{id}` is a number.
+const NUMERIC_ID_ROUTES: [&str; 5] = [
+    "/api/v1/alert-rules/",
+    "/api/v1/alerts/",
+    "/api/v1/channels/",
+    "/api/v1/maintenance-windows/",
+    "/api/v1/silences/",
+];
+
 /// A valid body for `pattern`; bodies of other routes for unknown ones.
 fn seed(rng: &mut Rng, pattern: &str, f: &Fixture) -> Vec<u8> {
     let now = crate::clock::now();
@@ -495,6 +509,47 @@ fn seed(rng: &mut Rng, pattern: &str, f: &Fixture) -> Vec<u8> {
         "/api/v1/ingest" => {
             let ts = now - rng.below(86400) as i64;
             labwatch_payload(rng, &f.agent_node, ts)
+        }
+        "/api/v1/alert-rules" | "/api/v1/alert-rules/{id}" => {
+            let metric = *rng.pick(&["cpu", "memory", "disk", "load", "temperature", "node_offline"]);
+            json!({"name": "fuzz rule", "metric": metric,
+                   "scope": rng.pick(&[json!({}), json!({"labels": {"room": "attic"}}), json!({"node": f.victim_node})]),
+                   "warning": {"trigger": 80, "clear": 70}, "critical": {"trigger": 95, "clear": 90},
+                   "for_s": rng.below(120), "enabled": rng.chance(80)})
+        }
+        "/api/v1/alerts/{id}/ack" | "/api/v1/alerts/{id}/unack" | "/api/v1/alerts/{id}/resolve" => {
+            json!({"note": "fuzz note"})
+        }
+        // Channels point at a closed local port; the fuzzer never test-sends.
+        "/api/v1/channels" | "/api/v1/channels/{id}" => match rng.below(4) {
+            0 => json!({"name": "hook", "type": "webhook", "config": {"url": "http://127.0.0.1:9/h",
+                  "headers": {"X-A": "b"}, "template": "{\"t\": \"{{message}}\"}", "secret": "s"},
+                  "min_severity": "warning", "filter": {"labels": {"room": "attic"}, "kinds": ["metric"]},
+                  "notify_on": ["fired", "resolved"]}),
+            1 => {
+                json!({"name": "tg", "type": "telegram", "config": {"bot_token": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+                  "chat_id": 42, "api_base": "http://127.0.0.1:9"}})
+            }
+            2 => {
+                json!({"name": "mail", "type": "email", "config": {"host": "127.0.0.1", "port": 9, "tls": "none",
+                  "from": "a@example.org", "to": ["b@example.org"]}, "min_severity": "critical"})
+            }
+            _ => {
+                json!({"name": "ntfy", "type": "ntfy", "config": {"server": "http://127.0.0.1:9", "topic": "t"}})
+            }
+        },
+        "/api/v1/maintenance-windows" | "/api/v1/maintenance-windows/{id}" => {
+            if rng.chance(50) {
+                json!({"name": "w", "start": crate::clock::rfc3339(now), "end": crate::clock::rfc3339(now + 3600),
+                       "nodes": [f.victim_node]})
+            } else {
+                json!({"name": "w", "weekly": {"days": ["sat", "sun"], "from": "02:00", "to": "04:00",
+                       "utc_offset": "+01:00"}, "labels": {"room": "attic"}})
+            }
+        }
+        "/api/v1/silences" => {
+            json!({"matchers": {"node": f.victim_node, "metric": "cpu", "severity": "warning",
+            "labels": {"room": "attic"}}, "comment": "fuzz", "duration_s": 60})
         }
         "/api/v1/lab/{lab_id}/logs" => json!({"entries": [
             {"ts": "2026-11-23T10:00:00Z", "source": "journald", "level": "err", "message": "disk full", "unit": "backup.service"},

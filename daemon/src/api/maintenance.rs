@@ -55,8 +55,8 @@ pub fn create_window(ctx: &mut Ctx, call: &Call) -> ApiResult {
 
 pub fn update_window(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let id = num_param(call, "id", "a maintenance window id")?;
-    let old = window_or_404(ctx, id)?.fields();
     let input: WindowInput = body(call)?;
+    let old = window_or_404(ctx, id)?.fields();
     let store = &ctx.store;
     let f = input.apply(Some(&old), &|n| matches!(store.node(n), Ok(Some(_))))?;
     let now = clock::now();

@@ -184,6 +184,20 @@ pub fn ser_time_opt<S: Serializer>(ts: &Option<i64>, s: S) -> Result<S::Ok, S::E
     }
 }
 
+/// For routes that take no input: an empty body or a JSON object is fine,
+/// anything else is refused like on every other route.
+pub fn no_body(call: &Call) -> Result<(), ApiError> {
+    if call.req.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    match crate::engine::ingest::parse_json(&call.req.body)? {
+        serde_json::Value::Object(_) => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "this route takes no input; send no body or {}",
+        )),
+    }
+}
+
 /// A numeric path parameter.
 pub fn num_param(call: &Call, name: &str, what: &str) -> Result<i64, ApiError> {
     call.params
