@@ -120,19 +120,33 @@ impl Http {
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> Res<(u16, String)> {
-        let mut rq = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json");
-        if let Some(t) = token {
-            rq = rq.header("Authorization", format!("Bearer {t}"));
+        self.send("POST", path, token, body)
+    }
+
+    pub fn patch_json(&self, path: &str, token: Option<&str>, body: &Value) -> Res<()> {
+        let (status, text) = self.send("PATCH", path, token, body.to_string().as_bytes())?;
+        if !(200..300).contains(&status) {
+            return Err(format!("PATCH {path}: {status} {text}"));
         }
-        let mut resp = rq.send(body).map_err(|e| format!("POST {path}: {e}"))?;
+        Ok(())
+    }
+
+    pub fn send(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Res<(u16, String)> {
+        let rq = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        let rq = match token {
+            Some(t) => rq.header("Authorization", format!("Bearer {t}")),
+            None => rq,
+        };
+        let rq = rq.body(body.to_vec()).map_err(|e| format!("{method} {path}: {e}"))?;
+        let mut resp = self.agent.run(rq).map_err(|e| format!("{method} {path}: {e}"))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| format!("POST {path}: reading body: {e}"))?;
+            .map_err(|e| format!("{method} {path}: reading body: {e}"))?;
         Ok((status, text))
     }
 

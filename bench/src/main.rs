@@ -3,7 +3,7 @@
 //! release binaries first.
 //!
 //! ```text
-//! cairn-bench [all|machine|ingest|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
+//! cairn-bench [all|machine|ingest|alerts|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
 //!             [--dist DIR] [--work DIR] [--out DIR] [--<option> VALUE]...
 //! ```
 //!
@@ -20,6 +20,7 @@
 //! to drop under 15 %).
 
 mod agent;
+mod alerts;
 mod disk;
 mod harness;
 mod ingest;
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const PARTS: [&str; 6] = ["machine", "ingest", "rss", "query", "disk", "agent"];
+const PARTS: [&str; 7] = ["machine", "ingest", "alerts", "rss", "query", "disk", "agent"];
 
 fn main() -> ExitCode {
     match real_main() {
@@ -107,6 +108,7 @@ fn real_main() -> Res<bool> {
         let outcome = match part.as_str() {
             "machine" => machine(&env, &mut r),
             "ingest" => ingest::run(&env, &mut r),
+            "alerts" => alerts::run(&env, &mut r),
             "rss" => rss::run(&env, &mut r),
             "query" => query::run(&env, &mut r),
             "disk" => disk::run(&env, &mut r),
