@@ -15,7 +15,16 @@ use crate::ingest::drive;
 use serde_json::json;
 use std::time::Instant;
 
-const METRICS: [&str; 8] = ["cpu", "memory", "swap", "disk", "load_per_core", "temperature", "net_rx", "net_tx"];
+const METRICS: [&str; 8] = [
+    "cpu",
+    "memory",
+    "swap",
+    "disk",
+    "load_per_core",
+    "temperature",
+    "net_rx",
+    "net_tx",
+];
 
 /// Rule `i` of 100: 20 global, 40 on labels, 40 on single nodes.
 fn rule(i: usize, nodes: &[String]) -> serde_json::Value {
@@ -80,16 +89,26 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
         let per_phase = 140usize;
         for phase in 0..2 {
             let rules_on = (phase == 0) == rules_first;
-            let rule_ids = if rules_on { add_rules(&d, &admin, &ids)? } else { Vec::new() };
+            let rule_ids = if rules_on {
+                add_rules(&d, &admin, &ids)?
+            } else {
+                Vec::new()
+            };
             let offset = t0 + (phase * per_phase) as i64;
-            let dr = drive(&d, &agents, secs, per_phase, |node, k| single_body(node, offset + k as i64))?;
+            let dr = drive(&d, &agents, secs, per_phase, |node, k| {
+                single_body(node, offset + k as i64)
+            })?;
             if dr.errors > 0 {
                 return Err(format!("round {round}: {} ingest requests failed", dr.errors));
             }
             let rate = dr.acked as f64 / dr.elapsed.as_secs_f64();
             let name = if rules_on { "100_rules" } else { "no_rules" };
             println!("  round {round}, {name}: {rate:.0} snapshots/s");
-            r.info(&format!("alerts.round{round}.{name}.snapshots_per_s"), rate, "snapshots/s");
+            r.info(
+                &format!("alerts.round{round}.{name}.snapshots_per_s"),
+                rate,
+                "snapshots/s",
+            );
             if rules_on {
                 with.push(rate);
                 remove_rules(&d, &admin, &rule_ids)?;
@@ -148,7 +167,9 @@ fn in_process(n: usize) -> Res<(f64, f64)> {
         for (k, id) in ids.iter().enumerate() {
             let mut item = items[k][0].clone();
             item.ts += rep;
-            alerting.observe(&mut store, id, &item, &settings, now).map_err(err)?;
+            alerting
+                .observe(&mut store, id, &item, &settings, now)
+                .map_err(err)?;
         }
     }
     let eval_us = t.elapsed().as_secs_f64() * 1e6 / (reps as usize * n) as f64;

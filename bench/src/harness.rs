@@ -140,7 +140,9 @@ impl Http {
             Some(t) => rq.header("Authorization", format!("Bearer {t}")),
             None => rq,
         };
-        let rq = rq.body(body.to_vec()).map_err(|e| format!("{method} {path}: {e}"))?;
+        let rq = rq
+            .body(body.to_vec())
+            .map_err(|e| format!("{method} {path}: {e}"))?;
         let mut resp = self.agent.run(rq).map_err(|e| format!("{method} {path}: {e}"))?;
         let status = resp.status().as_u16();
         let text = resp

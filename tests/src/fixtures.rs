@@ -376,6 +376,47 @@ fn decode_words(v: &str) -> String {
 
 /// A real SMTP server on 127.0.0.1 (aiosmtpd's Mailbox handler, no TLS, no
 /// auth) storing mail as a Maildir under `dir`. Killed by PID on drop.
+/// Where aiosmtpd is importable from: the system's Python if it has it,
+/// else `target/pydeps`, filled once with `pip install --target` (PyPI is
+/// reachable wherever the crates were fetched), so `cargo test` works on
+/// a fresh machine without touching the system's Python.
+fn aiosmtpd_path() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = lock(&INSTALL);
+    let deps = crate::workspace().join("target/pydeps");
+    let importable = || {
+        Command::new("python3")
+            .env("PYTHONPATH", &deps)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !importable() {
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&deps)
+            .arg("aiosmtpd")
+            .output()
+            .expect("running python3 -m pip");
+        assert!(
+            out.status.success() && importable(),
+            "installing aiosmtpd into {} failed (the SMTP tests need python3 with pip): {}",
+            deps.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    deps
+}
+
 pub struct SmtpServer {
     child: Child,
     port: u16,
@@ -385,17 +426,7 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(dir: &Path) -> SmtpServer {
-        let have = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            have,
-            "python3 with aiosmtpd is needed for the SMTP tests: pip install aiosmtpd \
-             (or pip install --break-system-packages aiosmtpd)"
-        );
+        let pythonpath = aiosmtpd_path();
         let maildir = dir.join("maildir");
         // Python's Maildir creates tmp/new/cur only for a directory that does
         // not exist yet; made here, they are there whatever `dir` held.
@@ -407,6 +438,7 @@ impl SmtpServer {
         let out = std::fs::File::create(&log).expect("creating the aiosmtpd log");
         let err = out.try_clone().expect("cloning the aiosmtpd log handle");
         let mut child = Command::new("python3")
+            .env("PYTHONPATH", &pythonpath)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)

@@ -300,6 +300,21 @@ impl Alerting {
         self.apply(store, changes, s, now)
     }
 
+    /// Evaluates signals that do not come from a snapshot (later: check
+    /// results, heartbeat deadlines) and writes what changes.
+    pub fn observe_signals(
+        &mut self,
+        store: &mut Store,
+        node_id: &str,
+        signals: &[Signal],
+        ts: i64,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<()> {
+        let changes = self.evaluate(store, node_id, signals, ts, s)?;
+        self.apply(store, changes, s, now)
+    }
+
     /// Evaluates signals of a node at `ts`; no writes.
     fn evaluate(
         &mut self,
