@@ -29,6 +29,8 @@ pub struct Ctx {
     pub alerting: crate::engine::alerts::Alerting,
     /// Wakes the outbox worker after deliveries were queued.
     pub outbox_wake: async_channel::Sender<()>,
+    /// Heartbeat deadlines (engine::heartbeats).
+    pub deadlines: crate::engine::heartbeats::Deadlines,
 }
 
 impl Ctx {
@@ -62,6 +64,7 @@ impl Ctx {
             lab_counters: Default::default(),
             alerting: Default::default(),
             outbox_wake: async_channel::bounded(1).0,
+            deadlines: crate::engine::heartbeats::Deadlines::new().0,
         };
         (Rc::new(RefCell::new(ctx)), wake)
     }

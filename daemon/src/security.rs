@@ -31,6 +31,23 @@ pub fn random_string(len: usize) -> String {
     out
 }
 
+/// A random (version 4) UUID, as heartbeat ping URLs use: anyone who knows
+/// it can ping, so it has 122 random bits like any other secret here.
+pub fn new_uuid() -> String {
+    let mut b = random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 /// A bearer secret with a recognisable prefix (e.g. `cairn_s_`, `cairn_t_`, `cairn_a_`).
 pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", random_string(40))

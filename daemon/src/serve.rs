@@ -143,6 +143,7 @@ pub fn run(args: Serve) -> Result<(), String> {
     let interval = cfg.interval_s;
     let (queue, wake) = IngestQueue::new();
     let (outbox_wake, outbox_rx) = async_channel::bounded(1);
+    let (deadlines, deadlines_rx) = crate::engine::heartbeats::Deadlines::new();
     let shared: Shared = Rc::new(RefCell::new(Ctx {
         store,
         cfg,
@@ -152,6 +153,7 @@ pub fn run(args: Serve) -> Result<(), String> {
         lab_counters: Default::default(),
         alerting: Default::default(),
         outbox_wake,
+        deadlines,
     }));
 
     let ex = LocalExecutor::new();
@@ -162,6 +164,8 @@ pub fn run(args: Serve) -> Result<(), String> {
         ex.spawn(timers::retention(shared.clone())).detach();
         ex.spawn(timers::alerts(shared.clone())).detach();
         ex.spawn(crate::engine::outbox::run(shared.clone(), outbox_rx))
+            .detach();
+        ex.spawn(crate::engine::heartbeats::run(shared.clone(), deadlines_rx))
             .detach();
         if local_agent {
             match local::ensure_node(&shared, interval as i64) {

@@ -181,15 +181,17 @@ fn alerting_body(collection: &str, node: &str) -> Value {
         "/api/v1/silences" => {
             json!({"matchers": {"metric": "swap"}, "comment": "matrix", "duration_s": 3600})
         }
+        "/api/v1/heartbeats" => json!({"name": "matrix", "period_s": 3600}),
         other => panic!("no alerting body for {other}"),
     }
 }
 
-const ALERTING: [&str; 4] = [
+const ALERTING: [&str; 5] = [
     "/api/v1/alert-rules",
     "/api/v1/channels",
     "/api/v1/maintenance-windows",
     "/api/v1/silences",
+    "/api/v1/heartbeats",
 ];
 
 const VIEWER: &str = "matrix-viewer";
@@ -466,10 +468,7 @@ impl<'a> Fx<'a> {
                     "message": "hello from the role matrix", "unit": "test"
                 }]})),
             ),
-            (m, t)
-                if ALERTING.iter().any(|c| t.starts_with(c)) && t.ends_with("{id}")
-                    || t.ends_with("{id}/test") =>
-            {
+            (m, t) if ALERTING.iter().any(|c| t.starts_with(&format!("{c}/{{id}}"))) => {
                 let collection = ALERTING.iter().find(|c| t.starts_with(**c)).expect("collection");
                 let id = if m == "DELETE" && allowed {
                     let r =

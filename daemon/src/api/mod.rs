@@ -12,6 +12,7 @@ pub mod download;
 pub mod forecast;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod heartbeats;
 pub mod history;
 pub mod labwatch;
 pub mod maintenance;
@@ -153,6 +154,27 @@ pub static ROUTES: &[Route] = &[
     route!("POST", "/api/v1/silences", Operator, sync maintenance::create_silence, "Silence matching alerts until an expiry"),
     route!("GET", "/api/v1/silences/{id}", Viewer, sync maintenance::get_silence, "One silence"),
     route!("DELETE", "/api/v1/silences/{id}", Operator, sync maintenance::expire_silence, "End a silence now (kept as expired)"),
+    // Heartbeats (cron monitoring)
+    route!("GET", "/api/v1/heartbeats", Viewer, sync heartbeats::list, "Heartbeats with status, ping URL and next deadline"),
+    route!("POST", "/api/v1/heartbeats", Operator, sync heartbeats::create, "Create a heartbeat (period, grace); returns its ping URL"),
+    route!("GET", "/api/v1/heartbeats/{id}", Viewer, sync heartbeats::get, "One heartbeat"),
+    route!("PATCH", "/api/v1/heartbeats/{id}", Operator, sync heartbeats::update, "Rename a heartbeat or change its period, grace or labels"),
+    route!("DELETE", "/api/v1/heartbeats/{id}", Admin, sync heartbeats::delete, "Delete a heartbeat with its pings"),
+    route!("POST", "/api/v1/heartbeats/{id}/pause", Operator, sync heartbeats::pause, "Pause: no deadlines, no alerts"),
+    route!("POST", "/api/v1/heartbeats/{id}/resume", Operator, sync heartbeats::resume, "Resume: back to new until the next ping"),
+    route!("GET", "/api/v1/heartbeats/{id}/pings", Viewer, sync heartbeats::pings, "Pings received, newest first, with their bodies"),
+    route!("GET", "/api/v1/heartbeats/{id}/executions", Viewer, sync heartbeats::executions, "Runs: start to success, failure or timeout, with durations"),
+    route!("GET", "/api/v1/heartbeats/{id}/uptime", Viewer, sync heartbeats::uptime, "Daily uptime percentages (days=1..90)"),
+    route!("GET", "/ping/{uuid}", Public, sync heartbeats::ping, "Heartbeat ping: success"),
+    route!("POST", "/ping/{uuid}", Public, sync heartbeats::ping, "Heartbeat ping: success (body kept)"),
+    route!("GET", "/ping/{uuid}/start", Public, sync heartbeats::ping_start, "Heartbeat ping: the job started"),
+    route!("POST", "/ping/{uuid}/start", Public, sync heartbeats::ping_start, "Heartbeat ping: the job started (body kept)"),
+    route!("GET", "/ping/{uuid}/fail", Public, sync heartbeats::ping_fail, "Heartbeat ping: the job failed"),
+    route!("POST", "/ping/{uuid}/fail", Public, sync heartbeats::ping_fail, "Heartbeat ping: the job failed (body kept)"),
+    route!("GET", "/ping/{uuid}/log", Public, sync heartbeats::ping_log, "Heartbeat ping: a log line, state unchanged"),
+    route!("POST", "/ping/{uuid}/log", Public, sync heartbeats::ping_log, "Heartbeat ping: a log message, state unchanged"),
+    route!("GET", "/ping/{uuid}/{exit_code}", Public, sync heartbeats::ping_exit, "Heartbeat ping with an exit status (0 success, 1-255 failure)"),
+    route!("POST", "/ping/{uuid}/{exit_code}", Public, sync heartbeats::ping_exit, "Heartbeat ping with an exit status (body kept)"),
     // labwatch agents, unchanged
     route!("POST", "/api/v1/register", AdminSecret, sync labwatch::register, "labwatch: register an agent (X-Admin-Secret)"),
     route!("POST", "/api/v1/ingest", Agent, async labwatch::ingest, "labwatch: ingest a collectors payload"),

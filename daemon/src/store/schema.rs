@@ -246,6 +246,55 @@ const LATER: &[&str] = &[
     );
     CREATE INDEX silences_expiry ON silences(expires_at);
     "#,
+    // 4: heartbeats (cron monitoring): the monitors, every ping, the
+    // executions pings make (start → end), and status flips for uptime.
+    r#"
+    CREATE TABLE heartbeats (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        period_s INTEGER NOT NULL,
+        grace_s INTEGER NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('new','up','down')),
+        last_ping_at INTEGER,
+        last_success_at INTEGER,
+        -- The open execution's start, until its end ping or its deadline.
+        running_since INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE heartbeat_pings (
+        id INTEGER PRIMARY KEY,
+        heartbeat_id INTEGER NOT NULL REFERENCES heartbeats(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('success','start','fail','log')),
+        exit_code INTEGER,
+        method TEXT NOT NULL,
+        remote_ip TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        body TEXT NOT NULL,
+        truncated INTEGER NOT NULL
+    );
+    CREATE INDEX heartbeat_pings_hb ON heartbeat_pings(heartbeat_id, id);
+    CREATE TABLE heartbeat_executions (
+        id INTEGER PRIMARY KEY,
+        heartbeat_id INTEGER NOT NULL REFERENCES heartbeats(id) ON DELETE CASCADE,
+        started_at INTEGER,
+        ended_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('success','fail','timeout')),
+        exit_code INTEGER,
+        duration_ms INTEGER
+    );
+    CREATE INDEX heartbeat_executions_hb ON heartbeat_executions(heartbeat_id, id);
+    CREATE TABLE heartbeat_flips (
+        heartbeat_id INTEGER NOT NULL REFERENCES heartbeats(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX heartbeat_flips_hb ON heartbeat_flips(heartbeat_id, at);
+    "#,
 ];
 
 /// Rollup tables share one shape; created in code so the column list has a
@@ -306,6 +355,6 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
     }
 }

@@ -6,7 +6,7 @@
 use super::evaluate::Decision;
 use super::rules::Severity;
 use super::signals::describe;
-use super::{Alerting, Change, Open, Settings};
+use super::{Alerting, Change, Condition, Open, Settings};
 use crate::engine::notify::Event;
 use crate::engine::suppress::{self, Silence, Subject, Window};
 use crate::store::alerts::{Alert, NewAlert, SeverityChange};
@@ -143,7 +143,7 @@ impl Alerting {
             threshold,
             false,
         );
-        let id = store.insert_alert(&NewAlert {
+        let new = NewAlert {
             key: &c.key,
             rule_id: c.eff.source(sev).rule_id,
             kind: sig.kind,
@@ -156,21 +156,34 @@ impl Alerting {
             threshold,
             message: &message,
             at: c.ts,
-        })?;
-        store.add_alert_event(id, c.ts, "fired", Some(sev.as_str()), a.value, None, None)?;
+        };
+        self.open_alert(store, &new, sev, &a.labels, sc)
+    }
+
+    /// Stores a new alert, then notifies it or records what suppresses it.
+    fn open_alert(
+        &mut self,
+        store: &Store,
+        new: &NewAlert,
+        sev: Severity,
+        labels: &BTreeMap<String, String>,
+        sc: &Scene,
+    ) -> rusqlite::Result<()> {
+        let id = store.insert_alert(new)?;
+        store.add_alert_event(id, new.at, "fired", Some(sev.as_str()), new.value, None, None)?;
         let mut open = Open {
             id,
             severity: sev,
             flapping: false,
             suppressed: false,
             notified: false,
-            node_id: Some(c.node_id.clone()),
+            node_id: new.node_id.map(str::to_string),
         };
         let alert = store.alert(id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-        match sc.suppressed_by(&alert, &a.labels) {
+        match sc.suppressed_by(&alert, labels) {
             Some(by) => {
                 store.set_alert_suppressed(id, Some(&by))?;
-                store.add_alert_event(id, c.ts, "suppressed", None, None, None, Some(&by))?;
+                store.add_alert_event(id, new.at, "suppressed", None, None, None, Some(&by))?;
                 open.suppressed = true;
             }
             None => {
@@ -179,7 +192,7 @@ impl Alerting {
                 open.notified = true;
             }
         }
-        self.open.insert(c.key.clone(), open);
+        self.open.insert(new.key.to_string(), open);
         Ok(())
     }
 
@@ -282,6 +295,82 @@ impl Alerting {
             }
         }
         Ok(())
+    }
+
+    /// A condition without thresholds (a heartbeat that missed its
+    /// deadline; later a check that is down): opens or updates the alert
+    /// for `c.key` at `c.severity`, or resolves it when `c.severity` is None.
+    pub fn set_condition(
+        &mut self,
+        store: &mut Store,
+        c: &Condition,
+        s: &Settings,
+        now: i64,
+    ) -> rusqlite::Result<()> {
+        self.load(store)?;
+        let open = self.open.get(&c.key).cloned();
+        let sc = Scene {
+            windows: store.windows()?,
+            silences: store.silences(now, true)?,
+            s,
+            now,
+        };
+        let labels = self.labels_of(store, c.node_id)?;
+        let tx = store.conn.unchecked_transaction()?;
+        match (open, c.severity) {
+            (None, None) => {}
+            (None, Some(sev)) => {
+                let new = NewAlert {
+                    key: &c.key,
+                    rule_id: None,
+                    kind: c.kind,
+                    source_id: Some(c.source_id),
+                    node_id: c.node_id,
+                    metric: c.kind,
+                    instance: "",
+                    severity: sev.as_str(),
+                    value: c.value,
+                    threshold: None,
+                    message: &c.message,
+                    at: now,
+                };
+                self.open_alert(store, &new, sev, &labels, &sc)?;
+            }
+            (Some(o), Some(sev)) if o.severity != sev => {
+                store.set_alert_severity(
+                    o.id,
+                    &SeverityChange {
+                        severity: sev.as_str(),
+                        value: c.value,
+                        threshold: None,
+                        message: &c.message,
+                        rule_id: None,
+                        at: now,
+                    },
+                )?;
+                let kind = if sev > o.severity {
+                    "escalated"
+                } else {
+                    "deescalated"
+                };
+                store.add_alert_event(o.id, now, kind, Some(sev.as_str()), c.value, None, None)?;
+                if let Some(x) = self.open.get_mut(&c.key) {
+                    x.severity = sev;
+                }
+            }
+            (Some(_), Some(_)) => {}
+            (Some(o), None) => {
+                self.open.remove(&c.key);
+                store.resolve_alert(o.id, c.value, Some(&c.message), None, now)?;
+                store.add_alert_event(o.id, now, "resolved", None, c.value, None, None)?;
+                if o.notified {
+                    if let Some(alert) = store.alert(o.id)? {
+                        self.notify(store, &alert, "resolved", s, now)?;
+                    }
+                }
+            }
+        }
+        tx.commit()
     }
 
     /// Queues an event for every channel that wants it. Runs inside the

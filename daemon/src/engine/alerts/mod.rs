@@ -24,7 +24,20 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Alert kinds that exist today.
-pub const KINDS: &[&str] = &["metric", "offline"];
+pub const KINDS: &[&str] = &["metric", "offline", "heartbeat"];
+
+/// A condition that is on or off rather than measured against thresholds.
+pub struct Condition<'a> {
+    pub key: String,
+    /// Also the alert's `metric`.
+    pub kind: &'static str,
+    pub source_id: &'a str,
+    pub node_id: Option<&'a str>,
+    /// None: the condition cleared.
+    pub severity: Option<rules::Severity>,
+    pub value: Option<f64>,
+    pub message: String,
+}
 
 /// One value to evaluate.
 #[derive(Clone, Debug)]
