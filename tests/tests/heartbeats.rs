@@ -289,3 +289,47 @@ fn bad_heartbeat_input_is_a_400_naming_the_field() {
         0
     );
 }
+
+#[test]
+fn a_maintenance_window_on_the_heartbeats_labels_holds_its_alert_back() {
+    let (d, admin, rx) = setup();
+    let h = create(
+        &d,
+        &admin,
+        json!({"name": "db backup", "period_s": 3600, "labels": {"team": "db"}}),
+    );
+    let r = d.client.post(
+        "/api/v1/maintenance-windows",
+        Some(&admin),
+        &json!({"name": "db migration", "start": rfc3339(now() - 60), "end": rfc3339(now() + 3600),
+                "labels": {"team": "db"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let uuid = h["uuid"].as_str().unwrap();
+    assert_eq!(ping(&d, "GET", &format!("/ping/{uuid}/fail"), None).status, 200);
+    let a = poll("the heartbeat alert", WAIT, || {
+        let v = d.client.get("/api/v1/alerts?kind=heartbeat", Some(&admin)).json();
+        v["data"].as_array().and_then(|a| a.first().cloned())
+    });
+    assert!(
+        a["suppressed"].as_str().unwrap_or("").starts_with("maintenance:"),
+        "{a}"
+    );
+    // The recovery is not notified either (nothing was), and the receiver stays empty.
+    assert_eq!(ping(&d, "GET", &format!("/ping/{uuid}"), None).status, 200);
+    let resolved = poll("the alert to resolve", WAIT, || {
+        let v = d
+            .client
+            .get(&format!("/api/v1/alerts/{}", a["id"]), Some(&admin))
+            .json();
+        (v["status"] == "resolved").then_some(v)
+    });
+    assert_eq!(resolved["notified"], false);
+    assert!(rx.requests().is_empty());
+    assert_eq!(
+        d.client
+            .get("/api/v1/notifications/deliveries", Some(&admin))
+            .json()["total"],
+        0
+    );
+}

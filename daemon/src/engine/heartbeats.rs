@@ -98,6 +98,7 @@ fn sync_alert(ctx: &mut Ctx, hb: &Heartbeat, why: &str, now: i64) -> rusqlite::R
         kind: "heartbeat",
         source_id: &id,
         node_id: None,
+        labels: &hb.labels,
         severity: down.then_some(Severity::Critical),
         value: None,
         message: if down {

@@ -315,7 +315,10 @@ impl Alerting {
             s,
             now,
         };
-        let labels = self.labels_of(store, c.node_id)?;
+        let labels = match c.node_id {
+            Some(_) => self.labels_of(store, c.node_id)?,
+            None => c.labels.clone(),
+        };
         let tx = store.conn.unchecked_transaction()?;
         match (open, c.severity) {
             (None, None) => {}

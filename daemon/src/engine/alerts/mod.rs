@@ -33,6 +33,9 @@ pub struct Condition<'a> {
     pub kind: &'static str,
     pub source_id: &'a str,
     pub node_id: Option<&'a str>,
+    /// The monitored object's own labels (used for windows and silences
+    /// when there is no node).
+    pub labels: &'a std::collections::BTreeMap<String, String>,
     /// None: the condition cleared.
     pub severity: Option<rules::Severity>,
     pub value: Option<f64>,
