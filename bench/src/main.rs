@@ -3,7 +3,7 @@
 //! release binaries first.
 //!
 //! ```text
-//! cairn-bench [all|machine|ingest|alerts|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
+//! cairn-bench [all|machine|ingest|alerts|heartbeats|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
 //!             [--dist DIR] [--work DIR] [--out DIR] [--<option> VALUE]...
 //! ```
 //!
@@ -23,6 +23,7 @@ mod agent;
 mod alerts;
 mod disk;
 mod harness;
+mod heartbeats;
 mod ingest;
 mod query;
 mod rss;
@@ -34,7 +35,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const PARTS: [&str; 7] = ["machine", "ingest", "alerts", "rss", "query", "disk", "agent"];
+const PARTS: [&str; 8] = [
+    "machine",
+    "ingest",
+    "alerts",
+    "heartbeats",
+    "rss",
+    "query",
+    "disk",
+    "agent",
+];
 
 fn main() -> ExitCode {
     match real_main() {
@@ -109,6 +119,7 @@ fn real_main() -> Res<bool> {
             "machine" => machine(&env, &mut r),
             "ingest" => ingest::run(&env, &mut r),
             "alerts" => alerts::run(&env, &mut r),
+            "heartbeats" => heartbeats::run(&env, &mut r),
             "rss" => rss::run(&env, &mut r),
             "query" => query::run(&env, &mut r),
             "disk" => disk::run(&env, &mut r),
