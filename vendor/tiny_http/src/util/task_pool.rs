@@ -73,7 +73,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // cairn patch: a waiting worker already claimed by a queued task is not free.
+        // Upstream compared with 0, so two connections arriving while one worker waited
+        // were both queued for it; the second then waited for some other connection to
+        // close (keep-alive connections hold their worker), up to minutes.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code))?;
         } else {
             queue.push_back(code);
@@ -140,5 +144,44 @@ impl Drop for TaskPool {
             .active_tasks
             .store(999_999_999, Ordering::Release);
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// cairn patch regression: tasks that run for long (a keep-alive connection) and
+    /// arrive together each get a worker at once.
+    #[test]
+    fn tasks_spawned_together_all_start_while_earlier_ones_still_run() {
+        let pool = TaskPool::new();
+        // Let the initial workers reach their wait.
+        thread::sleep(Duration::from_millis(100));
+        let (started_tx, started_rx) = mpsc::channel();
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let n = MIN_THREADS * 3;
+        for i in 0..n {
+            let started = started_tx.clone();
+            let release = release.clone();
+            pool.spawn(Box::new(move || {
+                let _ = started.send(i);
+                let (lock, cv) = &*release;
+                let mut done = lock.lock().unwrap();
+                while !*done {
+                    done = cv.wait(done).unwrap();
+                }
+            }))
+            .unwrap();
+        }
+        for _ in 0..n {
+            started_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("every task starts without waiting for another to finish");
+        }
+        let (lock, cv) = &*release;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
     }
 }
