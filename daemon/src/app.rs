@@ -31,6 +31,8 @@ pub struct Ctx {
     pub outbox_wake: async_channel::Sender<()>,
     /// Heartbeat deadlines (engine::heartbeats).
     pub deadlines: crate::engine::heartbeats::Deadlines,
+    /// When each check runs next (engine::checks).
+    pub schedule: crate::engine::checks::Schedule,
 }
 
 impl Ctx {
@@ -65,6 +67,7 @@ impl Ctx {
             alerting: Default::default(),
             outbox_wake: async_channel::bounded(1).0,
             deadlines: crate::engine::heartbeats::Deadlines::new().0,
+            schedule: Default::default(),
         };
         (Rc::new(RefCell::new(ctx)), wake)
     }

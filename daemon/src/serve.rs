@@ -144,6 +144,7 @@ pub fn run(args: Serve) -> Result<(), String> {
     let (queue, wake) = IngestQueue::new();
     let (outbox_wake, outbox_rx) = async_channel::bounded(1);
     let (deadlines, deadlines_rx) = crate::engine::heartbeats::Deadlines::new();
+    let (schedule, schedule_rx) = crate::engine::checks::Schedule::new();
     let shared: Shared = Rc::new(RefCell::new(Ctx {
         store,
         cfg,
@@ -154,6 +155,7 @@ pub fn run(args: Serve) -> Result<(), String> {
         alerting: Default::default(),
         outbox_wake,
         deadlines,
+        schedule,
     }));
 
     let ex = LocalExecutor::new();
@@ -166,6 +168,8 @@ pub fn run(args: Serve) -> Result<(), String> {
         ex.spawn(crate::engine::outbox::run(shared.clone(), outbox_rx))
             .detach();
         ex.spawn(crate::engine::heartbeats::run(shared.clone(), deadlines_rx))
+            .detach();
+        ex.spawn(crate::engine::checks::run(shared.clone(), schedule_rx))
             .detach();
         if local_agent {
             match local::ensure_node(&shared, interval as i64) {

@@ -182,11 +182,16 @@ fn alerting_body(collection: &str, node: &str) -> Value {
             json!({"matchers": {"metric": "swap"}, "comment": "matrix", "duration_s": 3600})
         }
         "/api/v1/heartbeats" => json!({"name": "matrix", "period_s": 3600}),
+        // Port 9 again: a run-now fails fast.
+        "/api/v1/checks" => {
+            json!({"name": "matrix", "type": "tcp", "target": "127.0.0.1:9", "interval_s": 3600})
+        }
         other => panic!("no alerting body for {other}"),
     }
 }
 
-const ALERTING: [&str; 5] = [
+const ALERTING: [&str; 6] = [
+    "/api/v1/checks",
     "/api/v1/alert-rules",
     "/api/v1/channels",
     "/api/v1/maintenance-windows",

@@ -244,7 +244,7 @@ fn body_routes() -> Vec<&'static Route> {
         .filter(|r| matches!(r.method, "POST" | "PUT" | "PATCH"))
         // A test send goes to the stored channel's address; mutated configs
         // could name any host, and the tests talk to 127.0.0.1 only.
-        .filter(|r| r.path != "/api/v1/channels/{id}/test")
+        .filter(|r| r.path != "/api/v1/channels/{id}/test" && r.path != "/api/v1/checks/{id}/run")
         // Heartbeat pings take any text (a cron job's output), not JSON.
         .filter(|r| !r.path.starts_with("/ping/"))
         .collect()
@@ -437,7 +437,8 @@ fn labwatch_payload(rng: &mut Rng, lab_id: &str, ts: i64) -> Value {
 }
 
 /// Collections whose `{id}` is a number.
-const NUMERIC_ID_ROUTES: [&str; 6] = [
+const NUMERIC_ID_ROUTES: [&str; 7] = [
+    "/api/v1/checks/",
     "/api/v1/heartbeats/",
     "/api/v1/alert-rules/",
     "/api/v1/alerts/",

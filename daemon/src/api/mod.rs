@@ -8,6 +8,7 @@ pub mod alert_rules;
 pub mod alerts;
 pub mod auth;
 pub mod channels;
+pub mod checks;
 pub mod download;
 pub mod forecast;
 #[cfg(test)]
@@ -154,6 +155,15 @@ pub static ROUTES: &[Route] = &[
     route!("POST", "/api/v1/silences", Operator, sync maintenance::create_silence, "Silence matching alerts until an expiry"),
     route!("GET", "/api/v1/silences/{id}", Viewer, sync maintenance::get_silence, "One silence"),
     route!("DELETE", "/api/v1/silences/{id}", Operator, sync maintenance::expire_silence, "End a silence now (kept as expired)"),
+    // Checks (server-run http and tcp today)
+    route!("GET", "/api/v1/checks", Viewer, sync checks::list, "Checks with status and last result"),
+    route!("POST", "/api/v1/checks", Operator, sync checks::create, "Create a check (http or tcp, run from the server)"),
+    route!("GET", "/api/v1/checks/scheduler", Viewer, sync checks::scheduler, "How late recent scheduled check runs started"),
+    route!("GET", "/api/v1/checks/{id}", Viewer, sync checks::get, "One check with its last result"),
+    route!("PATCH", "/api/v1/checks/{id}", Operator, sync checks::update, "Change a check; enabled=false pauses it"),
+    route!("DELETE", "/api/v1/checks/{id}", Admin, sync checks::delete, "Delete a check with its results"),
+    route!("POST", "/api/v1/checks/{id}/run", Operator, async checks::run, "Run a check now and return the result"),
+    route!("GET", "/api/v1/checks/{id}/results", Viewer, sync checks::results, "Results over hours= or from/to, newest first, with uptime"),
     // Heartbeats (cron monitoring)
     route!("GET", "/api/v1/heartbeats", Viewer, sync heartbeats::list, "Heartbeats with status, ping URL and next deadline"),
     route!("POST", "/api/v1/heartbeats", Operator, sync heartbeats::create, "Create a heartbeat (period, grace); returns its ping URL"),

@@ -3,6 +3,7 @@
 //! alert engine, notification channels and their outbox, suppressions.
 
 pub mod alerts;
+pub mod checks;
 pub mod heartbeats;
 pub mod ingest;
 pub mod labwatch;

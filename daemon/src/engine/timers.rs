@@ -42,6 +42,9 @@ pub async fn retention(shared: Shared) {
                 Ok(_) => {}
                 Err(e) => log::error!("pruning alerts failed: {e}"),
             }
+            if let Err(e) = ctx.store.prune_check_results(now - keep) {
+                log::error!("pruning check results failed: {e}");
+            }
             if let Err(e) = ctx.store.prune_silences(now - keep) {
                 log::error!("pruning silences failed: {e}");
             }

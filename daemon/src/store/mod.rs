@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod channels;
+pub mod checks;
 pub mod heartbeats;
 pub mod history;
 pub mod latest;

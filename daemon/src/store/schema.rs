@@ -295,6 +295,38 @@ const LATER: &[&str] = &[
     );
     CREATE INDEX heartbeat_flips_hb ON heartbeat_flips(heartbeat_id, at);
     "#,
+    // 5: checks run from the server (http, tcp) and their results.
+    r#"
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        target TEXT NOT NULL,
+        interval_s INTEGER NOT NULL,
+        timeout_s INTEGER NOT NULL,
+        failure_threshold INTEGER NOT NULL,
+        recovery_threshold INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        run_from TEXT NOT NULL DEFAULT 'server',
+        labels TEXT NOT NULL DEFAULT '{}',
+        http TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL CHECK (status IN ('unknown','up','down')),
+        fails INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0,
+        last_result TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE check_results (
+        check_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        latency_ms INTEGER,
+        status_code INTEGER,
+        error TEXT
+    );
+    CREATE INDEX check_results_check ON check_results(check_id, at);
+    "#,
 ];
 
 /// Rollup tables share one shape; created in code so the column list has a
@@ -355,6 +387,6 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 4);
+        assert_eq!(v, 5);
     }
 }

@@ -12,7 +12,7 @@ mod discord;
 mod email;
 mod gotify;
 mod ntfy;
-mod send;
+pub(crate) mod send;
 mod slack;
 mod teams;
 mod telegram;

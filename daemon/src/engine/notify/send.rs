@@ -244,8 +244,9 @@ fn load_roots() -> Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
-/// rustls with the ring provider (the workspace's one crypto stack) and the roots above.
-fn tls_config() -> Result<ureq::tls::TlsConfig, String> {
+/// rustls with the ring provider (the workspace's one crypto stack) and the
+/// roots above. Checks use it too (engine::checks).
+pub(crate) fn tls_config() -> Result<ureq::tls::TlsConfig, String> {
     let roots = roots()?;
     let certs: Vec<ureq::tls::Certificate<'static>> = roots
         .iter()
