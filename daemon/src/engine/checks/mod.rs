@@ -23,7 +23,7 @@ pub const MIN_INTERVAL_S: i64 = 10;
 const PARALLEL: usize = 16;
 
 /// The `http` block of a check.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +48,23 @@ pub struct HttpOptions {
 
 fn yes() -> bool {
     true
+}
+
+/// Without an `http` block: follow redirects and verify TLS, like the
+/// serde defaults (a derived Default would turn verification off).
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            method: None,
+            headers: BTreeMap::new(),
+            body: None,
+            expected_status: Vec::new(),
+            keyword: None,
+            keyword_absent: false,
+            follow_redirects: true,
+            verify_tls: true,
+        }
+    }
 }
 
 /// Parses "200" or "200-399" into an inclusive range.
