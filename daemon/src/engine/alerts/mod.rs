@@ -194,11 +194,13 @@ impl Alerting {
         let signals = signals::of_item(item);
         // A mount that is no longer reported cannot clear its alert by itself.
         let mounts: Vec<&str> = item.disks.iter().map(|d| d.mount.as_str()).collect();
+        // Built once per snapshot, from the one place that defines the key layout.
+        let disk_prefix = key("metric", "disk", node_id, "");
         let gone: Vec<String> = self
             .open
             .keys()
             .filter(|k| {
-                k.strip_prefix(&format!("metric:disk:{node_id}:"))
+                k.strip_prefix(disk_prefix.as_str())
                     .is_some_and(|m| !mounts.contains(&m))
             })
             .cloned()
