@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_wire::{EnrollReply, EnrollRequest, IngestBatch, IngestReply};
+use cairn_wire::{CheckResults, EnrollReply, EnrollRequest, IngestBatch, IngestReply};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole request, DNS to last body byte.
@@ -31,6 +31,7 @@ impl std::fmt::Display for SendError {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     server: String,
@@ -87,6 +88,14 @@ impl Client {
             log::warn!("ingest reply not understood ({e}); keeping current settings");
             IngestReply::default()
         }))
+    }
+
+    /// Sends results of the checks this agent runs.
+    pub fn check_results(&self, token: &str, results: &CheckResults) -> Result<(), SendError> {
+        let body = serde_json::to_vec(results)
+            .map_err(|e| SendError::Transport(format!("encoding check results: {e}")))?;
+        self.post("/api/v1/agent/check-results", Some(token), &body)
+            .map(|_| ())
     }
 
     /// POSTs JSON and returns the body of a 2xx reply.

@@ -3,6 +3,8 @@
 //! server client the `cairn-agent` binary runs.
 
 pub mod collect;
+#[cfg(feature = "probe")]
+pub mod probe;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -14,6 +16,8 @@ mod durable;
 pub mod identity;
 #[cfg(feature = "client")]
 pub mod logger;
+#[cfg(feature = "client")]
+pub mod prober;
 #[cfg(feature = "client")]
 pub mod ship;
 #[cfg(feature = "client")]

@@ -68,7 +68,10 @@ pub fn run(config_flag: Option<PathBuf>, explicit_level: bool) -> Result<(), Str
     );
 
     let mut collectors = Collectors::new();
-    let mut shipper = Shipper::new(Client::new(&server, cfg.ca_file.as_deref())?, identity.token);
+    let client = Client::new(&server, cfg.ca_file.as_deref())?;
+    let probes = cairn_agent::prober::start(client.clone(), identity.token.clone(), stop.clone())?;
+    let mut probe_list: Option<Vec<cairn_wire::ProbeSpec>> = None;
+    let mut shipper = Shipper::new(client, identity.token);
     let mut delivered_once = false;
     let mut last_second: Option<u64> = None;
     // The first snapshot comes a second after the baseline readings: rates
@@ -94,6 +97,10 @@ pub fn run(config_flag: Option<PathBuf>, explicit_level: bool) -> Result<(), Str
         if out.sent > 0 && !delivered_once {
             log::info!("delivering to {server}: {} snapshot(s) accepted", out.sent);
             delivered_once = true;
+        }
+        if let Some(list) = out.probes.filter(|l| probe_list.as_ref() != Some(l)) {
+            let _ = probes.send(list.clone());
+            probe_list = Some(list);
         }
         if let Some(i) = out.interval_s.filter(|i| *i != interval) {
             log::info!("interval is now {i} s (set by the server)");

@@ -37,6 +37,8 @@ pub struct Outcome {
     pub interval_s: Option<u32>,
     /// The spool still holds snapshots because sending failed.
     pub failed: bool,
+    /// The checks the server wants this agent to run (from the last reply).
+    pub probes: Option<Vec<cairn_wire::ProbeSpec>>,
 }
 
 pub struct Shipper {
@@ -83,6 +85,7 @@ impl Shipper {
                     if reply.config.interval_s > 0 {
                         out.interval_s = Some(reply.config.interval_s.clamp(MIN_INTERVAL_S, MAX_INTERVAL_S));
                     }
+                    out.probes = Some(reply.config.probes);
                     batch = (batch * 2).min(BATCH);
                 }
                 Err(SendError::Status { code, message }) if code == 401 || code == 403 => {

@@ -9,6 +9,13 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The last second humantime can format (9999-12-31T23:59:59Z).
 pub const MAX_RFC3339_TS: i64 = 253_402_300_799;
 

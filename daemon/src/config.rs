@@ -43,6 +43,9 @@ pub struct Config {
     pub notify_retry_max_s: i64,
     /// Attempts before a delivery is marked failed.
     pub notify_max_attempts: i64,
+    /// Individual check results are kept this long; the daily rollup
+    /// (uptime, latency) for 400 days.
+    pub check_results_days: i64,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             notify_retry_base_s: 10,
             notify_retry_max_s: 3600,
             notify_max_attempts: 10,
+            check_results_days: 30,
         }
     }
 }
@@ -139,6 +143,7 @@ impl Config {
                 "notify.retry_base_s" => self.notify_retry_base_s = n()?.clamp(1, 3600),
                 "notify.retry_max_s" => self.notify_retry_max_s = n()?.clamp(1, 86_400),
                 "notify.max_attempts" => self.notify_max_attempts = n()?.clamp(1, 100),
+                "checks.results_days" => self.check_results_days = n()?.clamp(1, 400),
                 other => return Err(format!("unknown key '{other}'")),
             }
         }

@@ -4,6 +4,7 @@
 //! Processes are ended by PID when their handle drops.
 
 pub mod fixtures;
+pub mod tls_fixture;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

@@ -1,5 +1,6 @@
 //! Types that cross the wire between `cairn-agent` and `cairnd`: the host
-//! snapshot, the enrollment exchange and the ingest reply. Nothing else lives
+//! snapshot, the enrollment exchange, the ingest reply and the checks an agent
+//! runs (probes) with their results. Nothing else lives
 //! here, so the agent pulls in no daemon code.
 //!
 //! Every numeric field is a plain finite number; rates are per second and
@@ -7,6 +8,7 @@
 //! cannot read are left at their defaults (empty lists, `None`), never faked.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One collection of a host's state.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -206,15 +208,173 @@ pub struct IngestReply {
 #[serde(default)]
 pub struct AgentConfig {
     pub interval_s: u32,
+    /// The checks this agent runs (`run_from` = its node id), each on its own
+    /// interval; results go to `POST /api/v1/agent/check-results`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeSpec>,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             interval_s: DEFAULT_INTERVAL_S,
+            probes: Vec::new(),
         }
     }
 }
+
+/// One check as a prober (cairnd's scheduler or an agent) runs it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ProbeSpec {
+    pub id: i64,
+    /// http | tcp | icmp | dns | tls
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    pub interval_s: u32,
+    pub timeout_s: u32,
+    pub http: HttpOptions,
+    pub dns: DnsOptions,
+    pub icmp: IcmpOptions,
+}
+
+/// The `http` block of a check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// "200", "200-399"; default 200-399.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_status: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
+    /// true: the keyword must NOT appear.
+    #[serde(default)]
+    pub keyword_absent: bool,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    #[serde(default = "yes")]
+    pub verify_tls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Without an `http` block: follow redirects and verify TLS, like the
+/// serde defaults (a derived Default would turn verification off).
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            method: None,
+            headers: BTreeMap::new(),
+            body: None,
+            expected_status: Vec::new(),
+            keyword: None,
+            keyword_absent: false,
+            follow_redirects: true,
+            verify_tls: true,
+        }
+    }
+}
+
+/// Parses "200" or "200-399" into an inclusive range.
+pub fn status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
+}
+
+/// The `dns` block: which records must exist, and optionally which addresses.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsOptions {
+    /// "A", "AAAA" or "any" (default): the kind of address that must resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<String>,
+    /// Addresses that must all be among the answers (none: any answer will do).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<String>,
+}
+
+/// The `icmp` block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpOptions {
+    /// Echo requests per run (1-10, default 3); up if any is answered.
+    #[serde(default = "three")]
+    pub count: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+
+impl Default for IcmpOptions {
+    fn default() -> Self {
+        IcmpOptions { count: 3 }
+    }
+}
+
+/// What one run of a probe found.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ProbeOutcome {
+    pub ok: bool,
+    /// Request / connect / handshake / round-trip time, milliseconds.
+    pub latency_ms: Option<f64>,
+    /// HTTP status code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// dns: the addresses the name resolved to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// icmp: share of echo requests without a reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_loss_percent: Option<f64>,
+    /// https and tls: the server's certificate as seen in the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_cert: Option<PeerCert>,
+}
+
+/// The leaf certificate a TLS server presented, undecoded (cairnd parses
+/// it; the agent carries no x509 parser), and whether its chain verified
+/// against the prober's trusted roots for the name it was asked for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct PeerCert {
+    /// DER, hex-encoded.
+    pub der_hex: String,
+    pub chain_valid: bool,
+    pub chain_error: Option<String>,
+}
+
+/// `POST /api/v1/agent/check-results` body.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct CheckResults {
+    pub results: Vec<ProbeReport>,
+}
+
+/// One result of an agent-run check.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ProbeReport {
+    pub check_id: i64,
+    /// When the run started, Unix seconds.
+    pub at: i64,
+    pub outcome: ProbeOutcome,
+}
+
+/// The most results one check-results request may carry.
+pub const MAX_PROBE_REPORTS: usize = 500;
 
 /// Collection interval when the server has said nothing else.
 pub const DEFAULT_INTERVAL_S: u32 = 30;

@@ -172,16 +172,19 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
             .map_err(|_| ApiError::internal("ingest committer stopped"))??;
         // The configured interval is handed to the agent; the node row
         // follows it so offline detection uses what the agent was told.
-        let interval = {
+        let (interval, probes) = {
             let ctx = shared.borrow();
             let interval = ctx.cfg.interval_s;
             ctx.store.set_node_interval(&node_id, interval as i64)?;
-            interval
+            (interval, crate::engine::checks::probes_for(&ctx, &node_id))
         };
         Ok(Reply::ok(&IngestReply {
             accepted,
             duplicates,
-            config: AgentConfig { interval_s: interval },
+            config: AgentConfig {
+                interval_s: interval,
+                probes,
+            },
         }))
     })
 }

@@ -42,7 +42,11 @@ pub async fn retention(shared: Shared) {
                 Ok(_) => {}
                 Err(e) => log::error!("pruning alerts failed: {e}"),
             }
-            if let Err(e) = ctx.store.prune_check_results(now - keep) {
+            let results_keep = ctx.cfg.check_results_days * 86_400;
+            if let Err(e) = ctx
+                .store
+                .prune_check_results(now - results_keep, now - 400 * 86_400)
+            {
                 log::error!("pruning check results failed: {e}");
             }
             if let Err(e) = ctx.store.prune_silences(now - keep) {

@@ -327,6 +327,28 @@ const LATER: &[&str] = &[
     );
     CREATE INDEX check_results_check ON check_results(check_id, at);
     "#,
+    // 6: check types icmp/dns/tls and their options, certificates, agent-run
+    // checks (the result's node), and a daily rollup for 90-day uptime.
+    r#"
+    ALTER TABLE checks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE checks ADD COLUMN cert TEXT;
+    ALTER TABLE check_results ADD COLUMN node_id TEXT;
+    ALTER TABLE check_results ADD COLUMN packet_loss REAL;
+    ALTER TABLE check_results ADD COLUMN addresses TEXT;
+    CREATE TABLE check_daily (
+        check_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+        day INTEGER NOT NULL,
+        runs INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        latency_sum REAL NOT NULL DEFAULT 0,
+        latency_n INTEGER NOT NULL DEFAULT 0,
+        latency_max REAL,
+        PRIMARY KEY (check_id, day)
+    ) WITHOUT ROWID;
+    INSERT INTO check_daily (check_id, day, runs, ok, latency_sum, latency_n, latency_max)
+        SELECT check_id, at - at % 86400, COUNT(*), SUM(ok), COALESCE(SUM(latency_ms), 0), COUNT(latency_ms), MAX(latency_ms)
+        FROM check_results GROUP BY check_id, at - at % 86400;
+    "#,
 ];
 
 /// Rollup tables share one shape; created in code so the column list has a
@@ -387,6 +409,6 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 5);
+        assert_eq!(v, 6);
     }
 }

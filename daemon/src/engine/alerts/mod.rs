@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Alert kinds that exist today.
-pub const KINDS: &[&str] = &["metric", "offline", "heartbeat", "check"];
+pub const KINDS: &[&str] = &["metric", "offline", "heartbeat", "check", "certificate"];
 
 /// A condition that is on or off rather than measured against thresholds.
 pub struct Condition<'a> {

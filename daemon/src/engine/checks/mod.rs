@@ -1,11 +1,15 @@
-//! Checks run from the server: what a check is (validation), what one run
-//! finds (`probe`), and the scheduler that runs them spread over their
-//! interval, off the executor thread, and turns consecutive failures and
-//! successes into down/up with alerts of kind `check`.
+//! Checks: what a check is (validation), one run (`probe`, shared with the
+//! agent), the certificate monitor (`cert`), and the scheduler that runs
+//! server checks spread over their interval, off the executor thread, and
+//! turns consecutive failures and successes into down/up with alerts of
+//! kind `check` (and `certificate` for expiring or invalid certificates).
 //!
-//! Today: `http` and `tcp` from the server. The other kinds of the API
-//! (icmp, dns, tls) and agent-run checks are refused with a 400 saying so.
+//! Agent-run checks (`run_from` = a node id) are handed to that agent in
+//! its ingest reply and their results come back through
+//! `POST /api/v1/agent/check-results`; the scheduler only watches that
+//! they keep coming, and reports the check `unknown` when they stop.
 
+pub mod cert;
 pub mod probe;
 
 use crate::app::{Ctx, Shared};
@@ -13,66 +17,16 @@ use crate::engine::alerts::rules::Severity;
 use crate::engine::alerts::Condition;
 use crate::http::ApiError;
 use crate::store::checks::{Check, CheckResult};
-use serde::{Deserialize, Serialize};
+pub use cairn_wire::{status_range, DnsOptions, HttpOptions, IcmpOptions};
+use cert::CertOptions;
+use serde::Deserialize;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Duration;
 
 pub const MIN_INTERVAL_S: i64 = 10;
 /// Checks running at once (each holds a blocking-pool thread for at most its timeout).
 const PARALLEL: usize = 16;
-
-/// The `http` block of a check.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// "200", "200-399"; default 200-399.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub expected_status: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyword: Option<String>,
-    /// true: the keyword must NOT appear.
-    #[serde(default)]
-    pub keyword_absent: bool,
-    #[serde(default = "yes")]
-    pub follow_redirects: bool,
-    #[serde(default = "yes")]
-    pub verify_tls: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Without an `http` block: follow redirects and verify TLS, like the
-/// serde defaults (a derived Default would turn verification off).
-impl Default for HttpOptions {
-    fn default() -> Self {
-        HttpOptions {
-            method: None,
-            headers: BTreeMap::new(),
-            body: None,
-            expected_status: Vec::new(),
-            keyword: None,
-            keyword_absent: false,
-            follow_redirects: true,
-            verify_tls: true,
-        }
-    }
-}
-
-/// Parses "200" or "200-399" into an inclusive range.
-pub fn status_range(s: &str) -> Option<(u16, u16)> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
-}
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +43,9 @@ pub struct CheckInput {
     pub enabled: Option<bool>,
     pub labels: Option<BTreeMap<String, String>>,
     pub http: Option<HttpOptions>,
+    pub dns: Option<DnsOptions>,
+    pub icmp: Option<IcmpOptions>,
+    pub certificate: Option<CertOptions>,
 }
 
 /// Validated fields.
@@ -103,10 +60,33 @@ pub struct CheckFields {
     pub recovery_threshold: i64,
     pub enabled: bool,
     pub labels: BTreeMap<String, String>,
+    pub run_from: String,
     pub http: HttpOptions,
+    pub dns: DnsOptions,
+    pub icmp: IcmpOptions,
+    pub certificate: CertOptions,
 }
 
 const TYPES: &[&str] = &["http", "tcp", "icmp", "dns", "tls"];
+
+/// A host name or an IP address (IPv6 with or without brackets).
+fn valid_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').enumerate().all(|(i, l)| {
+            (!l.is_empty() || i > 0)
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
 
 fn validate_target(kind: &str, target: &str) -> Result<(), ApiError> {
     match kind {
@@ -123,11 +103,21 @@ fn validate_target(kind: &str, target: &str) -> Result<(), ApiError> {
             }
             Ok(())
         }
+        "icmp" | "dns" => {
+            if valid_host(target) {
+                Ok(())
+            } else {
+                Err(ApiError::field(
+                    "target",
+                    format!("'{target}' is not a host name or IP address (no port, no scheme)"),
+                ))
+            }
+        }
         _ => {
             let (host, port) = target
                 .rsplit_once(':')
                 .ok_or_else(|| ApiError::field("target", "must be host:port"))?;
-            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if !valid_host(host) {
                 return Err(ApiError::field("target", "has no valid host before ':port'"));
             }
             match port.parse::<u32>() {
@@ -142,7 +132,12 @@ fn validate_target(kind: &str, target: &str) -> Result<(), ApiError> {
 }
 
 impl CheckInput {
-    pub fn apply(self, base: Option<&Check>) -> Result<CheckFields, ApiError> {
+    /// `node_exists` answers for `run_from` node ids.
+    pub fn apply(
+        self,
+        base: Option<&Check>,
+        node_exists: impl Fn(&str) -> bool,
+    ) -> Result<CheckFields, ApiError> {
         let pick_i = |v: Option<i64>, old: Option<i64>, default: i64| v.or(old).unwrap_or(default);
         let name = match (&self.name, base) {
             (Some(n), _) => crate::api::check_name("name", n, 100)?,
@@ -160,12 +155,6 @@ impl CheckInput {
                 format!("'{kind}' is not one of {}", TYPES.join(", ")),
             ));
         }
-        if !matches!(kind.as_str(), "http" | "tcp") {
-            return Err(ApiError::field(
-                "type",
-                format!("'{kind}' checks are not available yet in this version (http and tcp are)"),
-            ));
-        }
         let target = self
             .target
             .clone()
@@ -176,14 +165,16 @@ impl CheckInput {
             return Err(ApiError::field("target", "must be at most 2000 bytes"));
         }
         validate_target(&kind, &target)?;
-        match self.run_from.as_deref() {
-            None | Some("server") => {}
-            Some(_) => {
-                return Err(ApiError::field(
-                    "run_from",
-                    "only 'server' is available yet in this version (agent-run checks are planned)",
-                ))
-            }
+        let run_from = self
+            .run_from
+            .clone()
+            .or(base.map(|b| b.run_from.clone()))
+            .unwrap_or_else(|| "server".into());
+        if run_from != "server" && !node_exists(&run_from) {
+            return Err(ApiError::field(
+                "run_from",
+                format!("'{run_from}' is neither 'server' nor the id of a node"),
+            ));
         }
         let interval_s = pick_i(self.interval_s, base.map(|b| b.interval_s), 60);
         if !(MIN_INTERVAL_S..=86_400).contains(&interval_s) {
@@ -233,6 +224,47 @@ impl CheckInput {
                 ));
             }
         }
+        let dns = self.dns.or(base.map(|b| b.dns.clone())).unwrap_or_default();
+        match dns.record_type.as_deref() {
+            None | Some("A") | Some("AAAA") | Some("any") => {}
+            Some(t) => {
+                return Err(ApiError::field(
+                    "dns.record_type",
+                    format!("'{t}' is not A, AAAA or any"),
+                ))
+            }
+        }
+        for (i, e) in dns.expected.iter().enumerate() {
+            let ok = match (e.parse::<std::net::IpAddr>(), dns.record_type.as_deref()) {
+                (Ok(ip), Some("A")) => ip.is_ipv4(),
+                (Ok(ip), Some("AAAA")) => ip.is_ipv6(),
+                (Ok(_), _) => true,
+                (Err(_), _) => false,
+            };
+            if !ok || dns.expected.len() > 32 {
+                return Err(ApiError::field(
+                    &format!("dns.expected[{i}]"),
+                    format!("'{e}' is not an address of the record type (at most 32)"),
+                ));
+            }
+        }
+        let icmp = self.icmp.or(base.map(|b| b.icmp.clone())).unwrap_or_default();
+        if !(1..=10).contains(&icmp.count) {
+            return Err(ApiError::field("icmp.count", "must be 1 to 10"));
+        }
+        let certificate = self
+            .certificate
+            .or(base.map(|b| b.certificate.clone()))
+            .unwrap_or_default();
+        if !(0..=365).contains(&certificate.critical_days) {
+            return Err(ApiError::field("certificate.critical_days", "must be 0 to 365"));
+        }
+        if !(certificate.critical_days..=365).contains(&certificate.warning_days) {
+            return Err(ApiError::field(
+                "certificate.warning_days",
+                "must be at least critical_days and at most 365",
+            ));
+        }
         let labels = self.labels.or(base.map(|b| b.labels.clone())).unwrap_or_default();
         for k in labels.keys() {
             crate::api::check_name("labels", k, 64)?;
@@ -247,7 +279,11 @@ impl CheckInput {
             recovery_threshold,
             enabled: self.enabled.or(base.map(|b| b.enabled)).unwrap_or(true),
             labels,
+            run_from,
             http,
+            dns,
+            icmp,
+            certificate,
         })
     }
 }
@@ -256,9 +292,14 @@ fn alert_key(id: i64) -> String {
     crate::engine::alerts::key("check", "check", &format!("ck{id}"), "")
 }
 
+fn cert_alert_key(id: i64) -> String {
+    crate::engine::alerts::key("certificate", "certificate", &format!("ck{id}"), "")
+}
+
 /// Records a result and moves the check: `failure_threshold` failures in
 /// a row take it down, `recovery_threshold` successes bring it up, each
-/// once, through the alert engine.
+/// once, through the alert engine. A certificate in the result goes to the
+/// certificate monitor.
 pub fn record(ctx: &mut Ctx, id: i64, r: &CheckResult) -> rusqlite::Result<Option<Check>> {
     let Some(mut c) = ctx.store.check(id)? else {
         return Ok(None);
@@ -281,6 +322,11 @@ pub fn record(ctx: &mut Ctx, id: i64, r: &CheckResult) -> rusqlite::Result<Optio
     if c.status != old && (c.status == "down" || old == "down") {
         sync_alert(ctx, &c, c.status == "down", r.error.as_deref(), r.at)?;
     }
+    if let Some(info) = &r.cert {
+        let chain_matters = c.kind == "tls" || c.http.verify_tls;
+        let verdict = cert::verdict(info, &c.certificate, chain_matters);
+        sync_cert_alert(ctx, &c, verdict, r.at)?;
+    }
     Ok(Some(c))
 }
 
@@ -292,26 +338,57 @@ pub fn sync_alert(
     error: Option<&str>,
     at: i64,
 ) -> rusqlite::Result<()> {
+    let message = if down {
+        format!(
+            "check '{}' ({}) is down: {}",
+            c.name,
+            c.target,
+            error.unwrap_or("failed")
+        )
+    } else {
+        match error {
+            Some(why) => format!("check '{}' ({}) is unknown: {why}", c.name, c.target),
+            None => format!("check '{}' ({}) is up again", c.name, c.target),
+        }
+    };
+    let severity = down.then_some(Severity::Critical);
+    condition(ctx, c, alert_key(c.id), "check", severity, message, at)
+}
+
+/// Opens, changes or resolves the check's alert of kind `certificate`.
+pub fn sync_cert_alert(
+    ctx: &mut Ctx,
+    c: &Check,
+    verdict: Option<(Severity, String)>,
+    at: i64,
+) -> rusqlite::Result<()> {
+    let (severity, message) = match verdict {
+        Some((s, m)) => (Some(s), format!("check '{}': {m}", c.name)),
+        None => (None, format!("check '{}': the certificate is fine again", c.name)),
+    };
+    condition(ctx, c, cert_alert_key(c.id), "certificate", severity, message, at)
+}
+
+fn condition(
+    ctx: &mut Ctx,
+    c: &Check,
+    key: String,
+    kind: &'static str,
+    severity: Option<Severity>,
+    message: String,
+    at: i64,
+) -> rusqlite::Result<()> {
     let settings = ctx.alert_settings();
     let sid = c.id.to_string();
     let cond = Condition {
-        key: alert_key(c.id),
-        kind: "check",
+        key,
+        kind,
         source_id: &sid,
-        node_id: None,
+        node_id: c.agent_node(),
         labels: &c.labels,
-        severity: down.then_some(Severity::Critical),
+        severity,
         value: None,
-        message: if down {
-            format!(
-                "check '{}' ({}) is down: {}",
-                c.name,
-                c.target,
-                error.unwrap_or("failed")
-            )
-        } else {
-            format!("check '{}' ({}) is up again", c.name, c.target)
-        },
+        message,
     };
     let Ctx { store, alerting, .. } = ctx;
     alerting.set_condition(store, &cond, &settings, at)?;
@@ -319,13 +396,44 @@ pub fn sync_alert(
     Ok(())
 }
 
+/// Removes a check's open alerts (before it is deleted).
+pub fn resolve_alerts(ctx: &mut Ctx, c: &Check, at: i64) -> rusqlite::Result<()> {
+    sync_alert(ctx, c, false, None, at)?;
+    sync_cert_alert(ctx, c, None, at)
+}
+
+/// The maintenance window that covers the check now, if any: a window for
+/// every node, for the check's agent node, or whose labels the check has.
+pub fn maintenance(windows: &[crate::engine::suppress::Window], c: &Check, now: i64) -> Option<i64> {
+    windows
+        .iter()
+        .find(|w| w.active_at(now) && w.covers(c.agent_node(), &c.labels))
+        .map(|w| w.id)
+}
+
+/// What the agent on `node_id` should run: its enabled checks outside
+/// maintenance. Answered from a cache the API refreshes on check changes.
+pub fn probes_for(ctx: &Ctx, node_id: &str) -> Vec<cairn_wire::ProbeSpec> {
+    let Some(list) = ctx.schedule.agent_checks.get(node_id).filter(|l| !l.is_empty()) else {
+        return Vec::new();
+    };
+    let now = crate::clock::now();
+    let windows = ctx.store.windows().unwrap_or_default();
+    list.iter()
+        .filter(|c| maintenance(&windows, c, now).is_none())
+        .map(probe::spec)
+        .collect()
+}
+
 /// The scheduler's queue: (due time, check id).
 #[derive(Default)]
 pub struct Schedule {
     heap: BinaryHeap<Reverse<(i64, i64)>>,
     wake: Option<async_channel::Sender<()>>,
-    /// How late the last runs started, seconds (for the lag figure).
-    pub lag_s: Vec<i64>,
+    /// How late the last runs started, milliseconds (for the lag figure).
+    pub lag_ms: Vec<i64>,
+    /// Enabled agent-run checks by node id (for ingest replies).
+    pub agent_checks: HashMap<String, Vec<Check>>,
 }
 
 impl Schedule {
@@ -341,21 +449,61 @@ impl Schedule {
     }
 
     /// First run: spread over the interval by id, so checks created together
-    /// do not all fire at the same second.
+    /// do not all fire at the same second. For an agent-run check this is
+    /// the first look at whether its results arrive.
     pub fn add(&mut self, c: &Check, now: i64) {
         if c.enabled {
             let offset = (c.id.wrapping_mul(2_654_435_761)).rem_euclid(c.interval_s.max(1));
-            self.heap
-                .push(Reverse((now + offset.min(c.interval_s - 1).max(0), c.id)));
+            let first = match c.agent_node() {
+                None => now + offset.min(c.interval_s - 1).max(0),
+                Some(_) => now + c.interval_s,
+            };
+            self.heap.push(Reverse((first, c.id)));
             if let Some(w) = &self.wake {
                 let _ = w.try_send(());
             }
         }
     }
+
+    /// Rebuilds the agent-run map after a check changed.
+    pub fn refresh_agent_checks(&mut self, all: &[Check]) {
+        self.agent_checks.clear();
+        for c in all.iter().filter(|c| c.enabled) {
+            if let Some(node) = c.agent_node() {
+                self.agent_checks
+                    .entry(node.to_string())
+                    .or_default()
+                    .push(c.clone());
+            }
+        }
+    }
 }
 
-/// The scheduler task: pops due checks, runs them on the blocking pool
-/// (at most PARALLEL at once), records results, and queues the next run.
+/// Without a result for this long an agent-run check is "unknown": two
+/// of its intervals plus two of the agent's reporting intervals (the probe
+/// list reaches the agent with an ingest reply) and a little slack.
+fn stale_after(c: &Check, agent_interval_s: i64) -> i64 {
+    2 * c.interval_s + 2 * agent_interval_s + 5
+}
+
+/// An agent-run check's turn: no result for too long → unknown.
+fn watch_agent_check(ctx: &mut Ctx, c: &Check, now: i64) -> rusqlite::Result<()> {
+    let limit = stale_after(c, ctx.cfg.interval_s.into());
+    let quiet = c.last_at().is_none_or(|t| now - t >= limit);
+    if quiet && c.status != "unknown" {
+        let why = format!("no result from the agent on node {} for {limit} s", c.run_from);
+        log::info!("check {} ({}): {why}; status unknown", c.id, c.name);
+        ctx.store.set_check_status(c.id, "unknown")?;
+        if c.status == "down" {
+            sync_alert(ctx, c, false, Some(&why), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// The scheduler task: pops due checks, runs server checks on the blocking
+/// pool (at most PARALLEL at once), records results, watches agent-run
+/// checks, skips checks in maintenance, and queues the next turn.
 pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
     {
         let mut ctx = shared.borrow_mut();
@@ -365,6 +513,7 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
                 for c in &all {
                     ctx.schedule.add(c, now);
                 }
+                ctx.schedule.refresh_agent_checks(&all);
             }
             Err(e) => log::error!("loading checks: {e}"),
         }
@@ -374,10 +523,10 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
     loop {
         let next = shared.borrow().schedule.heap.peek().map(|Reverse((t, _))| *t);
         // With every slot busy only a result can make progress: wait for one.
-        let wait = match next {
-            _ if running.len() >= PARALLEL => 3600,
-            Some(t) => (t - crate::clock::now()).clamp(0, 3600),
-            None => 3600,
+        let wait_ms = match next {
+            _ if running.len() >= PARALLEL => 3_600_000,
+            Some(t) => (t * 1000 - crate::clock::now_ms()).clamp(0, 3_600_000),
+            None => 3_600_000,
         };
         let finished = smol::future::or(
             async { done_rx.recv().await.ok() },
@@ -387,7 +536,7 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
                     None
                 },
                 async {
-                    async_io::Timer::after(Duration::from_secs(wait as u64)).await;
+                    async_io::Timer::after(Duration::from_millis(wait_ms as u64)).await;
                     None
                 },
             ),
@@ -397,15 +546,17 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
             running.remove(&id);
             let mut ctx = shared.borrow_mut();
             match record(&mut ctx, id, &r) {
-                Ok(Some(c)) if c.enabled => {
+                Ok(Some(c)) if c.enabled && c.agent_node().is_none() => {
                     ctx.schedule.heap.push(Reverse((r.at + c.interval_s, c.id)));
                 }
                 Ok(_) => {}
                 Err(e) => log::error!("recording check {id}: {e}"),
             }
         }
-        let now = crate::clock::now();
+        let now_ms = crate::clock::now_ms();
+        let now = now_ms / 1000;
         let mut ctx = shared.borrow_mut();
+        let mut windows = None;
         // Start what is due while there is room; the rest waits for a result.
         while running.len() < PARALLEL {
             let Some(Reverse((t, id))) = ctx.schedule.heap.peek().copied() else {
@@ -418,10 +569,24 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
             let Ok(Some(c)) = ctx.store.check(id) else {
                 continue;
             };
-            if !c.enabled || !running.insert(id) {
+            if !c.enabled || running.contains(&id) {
                 continue;
             }
-            ctx.schedule.lag_s.push(now - t);
+            if c.agent_node().is_some() {
+                if let Err(e) = watch_agent_check(&mut ctx, &c, now) {
+                    log::error!("check {id}: {e}");
+                }
+                ctx.schedule.heap.push(Reverse((now + c.interval_s, id)));
+                continue;
+            }
+            let windows = windows.get_or_insert_with(|| ctx.store.windows().unwrap_or_default());
+            if maintenance(windows, &c, now).is_some() {
+                log::debug!("check {id} skipped: maintenance");
+                ctx.schedule.heap.push(Reverse((now + c.interval_s, id)));
+                continue;
+            }
+            running.insert(id);
+            ctx.schedule.lag_ms.push(now_ms - t * 1000);
             let done = done_tx.clone();
             smol::unblock(move || {
                 let r = probe::run(&c);
@@ -429,9 +594,9 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
             })
             .detach();
         }
-        let n = ctx.schedule.lag_s.len();
+        let n = ctx.schedule.lag_ms.len();
         if n > 10_000 {
-            ctx.schedule.lag_s.drain(..n - 1000);
+            ctx.schedule.lag_ms.drain(..n - 1000);
         }
     }
 }
@@ -454,7 +619,7 @@ mod tests {
         let ok: CheckInput =
             serde_json::from_str(r#"{"name":"web","type":"http","target":"https://example.lan/health"}"#)
                 .unwrap();
-        let f = ok.apply(None).unwrap();
+        let f = ok.apply(None, |_| false).unwrap();
         assert_eq!(
             (
                 f.interval_s,
@@ -467,7 +632,7 @@ mod tests {
         assert!(f.http.follow_redirects && f.http.verify_tls);
         let bad = |json: &str| {
             let i: CheckInput = serde_json::from_str(json).unwrap();
-            i.apply(None).unwrap_err().message
+            i.apply(None, |n| n == "node1").unwrap_err().message
         };
         assert!(bad(r#"{"name":"a","type":"tcp","target":"h:0"}"#).contains("'target'"));
         assert!(

@@ -209,7 +209,7 @@ fn secs(d: Duration) -> String {
 /// distribution's bundle), the same store the agent's trust.rs reads. Only a
 /// successful load is cached, so installing ca-certificates later helps
 /// without a restart.
-fn roots() -> Result<Arc<Vec<Vec<u8>>>, String> {
+pub(crate) fn roots() -> Result<Arc<Vec<Vec<u8>>>, String> {
     static ROOTS: Mutex<Option<Arc<Vec<Vec<u8>>>>> = Mutex::new(None);
     let mut cached = ROOTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(r) = cached.as_ref() {
