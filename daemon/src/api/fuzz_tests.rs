@@ -555,6 +555,20 @@ fn seed(rng: &mut Rng, pattern: &str, f: &Fixture) -> Vec<u8> {
             json!({"matchers": {"node": f.victim_node, "metric": "cpu", "severity": "warning",
             "labels": {"room": "attic"}}, "comment": "fuzz", "duration_s": 60})
         }
+        "/api/v1/checks" | "/api/v1/checks/{id}" => match rng.below(4) {
+            0 => json!({"name": "web", "type": "http", "target": "http://127.0.0.1:9/x", "interval_s": 30,
+                        "http": {"keyword": "ok", "expected_status": ["200-299"], "headers": {"X-A": "b"}}}),
+            1 => json!({"name": "dns", "type": "dns", "target": "localhost",
+                        "dns": {"record_type": "A", "expected": ["127.0.0.1"]}}),
+            2 => json!({"name": "tls", "type": "tls", "target": "127.0.0.1:9", "labels": {"room": "attic"},
+                        "certificate": {"warning_days": 14, "critical_days": 7}}),
+            _ => json!({"name": "ping", "type": "icmp", "target": "127.0.0.1", "icmp": {"count": 3},
+                        "run_from": f.victim_node, "failure_threshold": 2, "recovery_threshold": 1}),
+        },
+        "/api/v1/agent/check-results" => json!({"results": [
+            {"check_id": rng.below(5), "at": now, "outcome": {"ok": rng.chance(50), "latency_ms": 1.5,
+             "addresses": ["127.0.0.1"], "packet_loss_percent": 0,
+             "peer_cert": {"der_hex": "3003020101", "chain_valid": false, "chain_error": "x"}}}]}),
         "/api/v1/lab/{lab_id}/logs" => json!({"entries": [
             {"ts": "2026-11-23T10:00:00Z", "source": "journald", "level": "err", "message": "disk full", "unit": "backup.service"},
             {"ts": "2026-11-23T10:00:01Z", "source": "journald", "level": "info", "message": "ok", "unit": ""}]}),
