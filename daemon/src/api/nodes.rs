@@ -161,6 +161,8 @@ pub fn update(ctx: &mut Ctx, call: &Call) -> ApiResult {
 
 pub fn delete(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let n = find(ctx, call.params.get("id"))?;
+    // Checks its agent ran are part of its data: nothing else can run them.
+    crate::engine::checks::forget_node(ctx, &n.id)?;
     ctx.store.delete_node(&n.id)?;
     ctx.alerting.forget_node(&n.id);
     log::info!("node {} ({}) deleted with all its data", n.id, n.name);

@@ -402,6 +402,21 @@ pub fn resolve_alerts(ctx: &mut Ctx, c: &Check, at: i64) -> rusqlite::Result<()>
     sync_cert_alert(ctx, c, None, at)
 }
 
+/// Deletes the checks run by `node_id`'s agent (the node is going away),
+/// resolving their alerts first.
+pub fn forget_node(ctx: &mut Ctx, node_id: &str) -> rusqlite::Result<()> {
+    let now = crate::clock::now();
+    let all = ctx.store.checks()?;
+    for c in all.iter().filter(|c| c.agent_node() == Some(node_id)) {
+        resolve_alerts(ctx, c, now)?;
+        ctx.store.delete_check(c.id)?;
+        log::info!("check {} ({}) deleted with node {node_id}", c.id, c.name);
+    }
+    let all = ctx.store.checks()?;
+    ctx.schedule.refresh_agent_checks(&all);
+    Ok(())
+}
+
 /// The maintenance window that covers the check now, if any: a window for
 /// every node, for the check's agent node, or whose labels the check has.
 pub fn maintenance(windows: &[crate::engine::suppress::Window], c: &Check, now: i64) -> Option<i64> {
