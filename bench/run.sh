@@ -3,8 +3,8 @@
 # 127.0.0.1 with temporary data directories. Figures and method:
 # docs/BENCHMARKS.md.
 #
-#   bench/run.sh                     # every part (about 20 minutes on 2 cores)
-#   bench/run.sh ingest              # some parts: machine ingest alerts heartbeats rss query disk agent
+#   bench/run.sh                     # every part (about 27 minutes on 2 cores)
+#   bench/run.sh ingest              # some parts: machine ingest alerts heartbeats checks rss query disk agent
 #   bench/run.sh rss --rss-hours 6   # --options go to cairn-bench (list: bench/src/main.rs)
 #
 # Environment
@@ -34,8 +34,8 @@ while [ $# -gt 0 ]; do
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         --*) [ $# -ge 2 ] || { echo "bench/run.sh: $1 needs a value" >&2; exit 2; }
              args+=("$1" "$2"); shift 2 ;;
-        all|machine|ingest|alerts|heartbeats|rss|query|disk|agent) parts+=("$1"); shift ;;
-        *) echo "bench/run.sh: unknown part '$1' (all machine ingest alerts heartbeats rss query disk agent)" >&2; exit 2 ;;
+        all|machine|ingest|alerts|heartbeats|checks|rss|query|disk|agent) parts+=("$1"); shift ;;
+        *) echo "bench/run.sh: unknown part '$1' (all machine ingest alerts heartbeats checks rss query disk agent)" >&2; exit 2 ;;
     esac
 done
 [ ${#parts[@]} -gt 0 ] || parts=(all)

@@ -3,7 +3,7 @@
 //! release binaries first.
 //!
 //! ```text
-//! cairn-bench [all|machine|ingest|alerts|heartbeats|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
+//! cairn-bench [all|machine|ingest|alerts|heartbeats|checks|rss|query|disk|agent]... --cairnd PATH [--agent PATH]
 //!             [--dist DIR] [--work DIR] [--out DIR] [--<option> VALUE]...
 //! ```
 //!
@@ -13,7 +13,8 @@
 //! ingest-seconds [15], rss-nodes [500], rss-hours [24], rss-batch [500],
 //! rss-workers [16], rss-live-seconds [65], query-days [30], query-nodes [100],
 //! query-reps [200], query-rounds [20], disk-nodes [200], disk-history-hours [2],
-//! disk-live-seconds [180], disk-fast-seconds [30],
+//! disk-live-seconds [180], disk-fast-seconds [30], checks-count [1000],
+//! checks-interval [30], checks-warmup [40], checks-minutes [5],
 //! agent-seconds [60], node-exporter [/usr/bin/prometheus-node-exporter],
 //! daemon-env [""] (extra environment for every cairnd, e.g. allocator tunables),
 //! quiet-wait [180] (seconds to wait before each part for other jobs' CPU use
@@ -21,6 +22,7 @@
 
 mod agent;
 mod alerts;
+mod checks;
 mod disk;
 mod harness;
 mod heartbeats;
@@ -35,11 +37,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "machine",
     "ingest",
     "alerts",
     "heartbeats",
+    "checks",
     "rss",
     "query",
     "disk",
@@ -120,6 +123,7 @@ fn real_main() -> Res<bool> {
             "ingest" => ingest::run(&env, &mut r),
             "alerts" => alerts::run(&env, &mut r),
             "heartbeats" => heartbeats::run(&env, &mut r),
+            "checks" => checks::run(&env, &mut r),
             "rss" => rss::run(&env, &mut r),
             "query" => query::run(&env, &mut r),
             "disk" => disk::run(&env, &mut r),
