@@ -124,7 +124,7 @@ pub fn ping(
     now: i64,
 ) -> rusqlite::Result<Heartbeat> {
     let old = hb.status.clone();
-    let tx = ctx.store.conn.unchecked_transaction()?;
+    let tx = ctx.store.begin()?;
     ctx.store.insert_ping(hb.id, p)?;
     let outcome = match kind {
         PingKind::Success | PingKind::Exit(0) => Some(("success", None)),
@@ -221,7 +221,7 @@ fn expire(ctx: &mut Ctx, id: i64, now: i64) -> rusqlite::Result<()> {
         human(hb.period_s),
         human(hb.grace_s)
     );
-    let tx = ctx.store.conn.unchecked_transaction()?;
+    let tx = ctx.store.begin()?;
     if let Some(start) = hb.running_since.filter(|s| s + hb.grace_s <= now) {
         ctx.store.insert_execution(
             hb.id,

@@ -232,10 +232,10 @@ impl Store {
 
     /// Stores a result, the day's rollup and the check's new state in one
     /// transaction (committed before anyone is told).
-    pub fn record_check_result(&mut self, c: &Check, r: &CheckResult) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+    pub fn record_check_result(&self, c: &Check, r: &CheckResult) -> rusqlite::Result<()> {
+        let tx = self.begin()?;
         let addresses = (!r.addresses.is_empty()).then(|| json(&r.addresses));
-        tx.prepare_cached(
+        self.conn.prepare_cached(
             "INSERT INTO check_results (check_id, at, ok, latency_ms, status_code, error, node_id, packet_loss, addresses)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
@@ -250,7 +250,7 @@ impl Store {
             r.packet_loss_percent,
             addresses
         ])?;
-        tx.prepare_cached(
+        self.conn.prepare_cached(
             "INSERT INTO check_daily (check_id, day, runs, ok, latency_sum, latency_n, latency_max)
              VALUES (?1, ?2, 1, ?3, COALESCE(?4, 0), ?4 IS NOT NULL, ?4)
              ON CONFLICT (check_id, day) DO UPDATE SET runs = runs + 1, ok = ok + excluded.ok,
@@ -258,18 +258,19 @@ impl Store {
                  latency_max = MAX(COALESCE(latency_max, excluded.latency_max), COALESCE(excluded.latency_max, latency_max))",
         )?
         .execute(params![c.id, r.at - r.at.rem_euclid(86_400), r.ok, r.latency_ms])?;
-        tx.prepare_cached(
-            "UPDATE checks SET status = ?2, fails = ?3, successes = ?4, last_result = ?5,
+        self.conn
+            .prepare_cached(
+                "UPDATE checks SET status = ?2, fails = ?3, successes = ?4, last_result = ?5,
                  cert = COALESCE(?6, cert) WHERE id = ?1",
-        )?
-        .execute(params![
-            c.id,
-            c.status,
-            c.fails,
-            c.successes,
-            json(r),
-            r.cert.as_ref().map(json)
-        ])?;
+            )?
+            .execute(params![
+                c.id,
+                c.status,
+                c.fails,
+                c.successes,
+                json(r),
+                r.cert.as_ref().map(json)
+            ])?;
         tx.commit()
     }
 

@@ -22,7 +22,40 @@ pub struct Store {
     latest: latest::LatestCache,
 }
 
+/// A unit of work that nests: SAVEPOINT/RELEASE, so it is a transaction
+/// of its own when none is open and a part of the caller's when one is (a
+/// batch of check results commits once). Dropped without `commit`, it
+/// rolls back its own part only.
+pub struct Tx<'a> {
+    conn: &'a Connection,
+    done: bool,
+}
+
+impl Tx<'_> {
+    pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.execute_batch("RELEASE cairn_tx")
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK TO cairn_tx; RELEASE cairn_tx");
+        }
+    }
+}
+
 impl Store {
+    /// Starts a nestable unit of work (see `Tx`).
+    pub fn begin(&self) -> rusqlite::Result<Tx<'_>> {
+        self.conn.execute_batch("SAVEPOINT cairn_tx")?;
+        Ok(Tx {
+            conn: &self.conn,
+            done: false,
+        })
+    }
+
     pub fn open(path: &Path) -> Result<Store, String> {
         let conn = Connection::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         // WAL + synchronous=FULL: a commit is on disk before we acknowledge

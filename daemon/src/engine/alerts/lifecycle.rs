@@ -53,7 +53,7 @@ impl Alerting {
             return Ok(());
         }
         let (windows, silences) = (store.windows()?, store.silences(now, true)?);
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.begin()?;
         for (key, id) in held {
             let Some(alert) = store.alert(id)? else { continue };
             let labels = self.labels_of(store, alert.node_id.as_deref())?;
@@ -103,7 +103,7 @@ impl Alerting {
             s,
             now,
         };
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.begin()?;
         for c in changes {
             let node = self.node(store, &c.node_id)?;
             let a = About {
@@ -319,7 +319,7 @@ impl Alerting {
             Some(_) => self.labels_of(store, c.node_id)?,
             None => c.labels.clone(),
         };
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.begin()?;
         match (open, c.severity) {
             (None, None) => {}
             (None, Some(sev)) => {
@@ -444,7 +444,7 @@ impl Alerting {
         let Some(_) = store.alert(id)? else {
             return Ok(None);
         };
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.begin()?;
         let changed = store.set_alert_ack(id, ack.map(|note| (by, note)), now)?;
         if changed {
             let (kind, note) = match ack {
@@ -477,7 +477,7 @@ impl Alerting {
         let Some(alert) = store.alert(id)? else {
             return Ok(None);
         };
-        let tx = store.conn.unchecked_transaction()?;
+        let tx = store.begin()?;
         let changed = store.resolve_alert(id, None, None, Some(by), now)?;
         if changed {
             store.add_alert_event(id, now, "resolved", None, None, Some(by), note)?;

@@ -330,6 +330,28 @@ pub fn record(ctx: &mut Ctx, id: i64, r: &CheckResult) -> rusqlite::Result<Optio
     Ok(Some(c))
 }
 
+/// Records several results in one transaction (one disk sync for a batch:
+/// a scheduler tick's results, or an agent's report). Each result still
+/// succeeds or fails on its own, inside it.
+pub fn record_all(ctx: &mut Ctx, items: &[(i64, CheckResult)]) -> rusqlite::Result<Vec<Option<Check>>> {
+    ctx.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut out = Vec::with_capacity(items.len());
+    for (id, r) in items {
+        match record(ctx, *id, r) {
+            Ok(c) => out.push(c),
+            Err(e) => {
+                log::error!("recording a result of check {id}: {e}");
+                out.push(None);
+            }
+        }
+    }
+    if let Err(e) = ctx.store.conn.execute_batch("COMMIT") {
+        let _ = ctx.store.conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(out)
+}
+
 /// Opens (down) or resolves the check's alert of kind `check`.
 pub fn sync_alert(
     ctx: &mut Ctx,
@@ -535,14 +557,21 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
     }
     let (done_tx, done_rx) = async_channel::unbounded::<(i64, CheckResult)>();
     let mut running: std::collections::HashSet<i64> = Default::default();
+    // Results wait up to the commit window and are written together.
+    let mut batch: Vec<(i64, CheckResult)> = Vec::new();
+    let mut flush_at_ms: Option<i64> = None;
     loop {
         let next = shared.borrow().schedule.heap.peek().map(|Reverse((t, _))| *t);
+        let now_ms = crate::clock::now_ms();
         // With every slot busy only a result can make progress: wait for one.
-        let wait_ms = match next {
+        let mut wait_ms = match next {
             _ if running.len() >= PARALLEL => 3_600_000,
-            Some(t) => (t * 1000 - crate::clock::now_ms()).clamp(0, 3_600_000),
+            Some(t) => (t * 1000 - now_ms).clamp(0, 3_600_000),
             None => 3_600_000,
         };
+        if let Some(f) = flush_at_ms {
+            wait_ms = wait_ms.min((f - now_ms).max(0));
+        }
         let finished = smol::future::or(
             async { done_rx.recv().await.ok() },
             smol::future::or(
@@ -557,15 +586,33 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
             ),
         )
         .await;
-        if let Some((id, r)) = finished {
-            running.remove(&id);
+        if let Some(first) = finished {
+            let window = shared.borrow().cfg.commit_window_ms as i64;
+            flush_at_ms.get_or_insert(crate::clock::now_ms() + window);
+            for (id, r) in std::iter::once(first).chain(std::iter::from_fn(|| done_rx.try_recv().ok())) {
+                running.remove(&id);
+                batch.push((id, r));
+            }
+        }
+        if flush_at_ms.is_some_and(|f| crate::clock::now_ms() >= f) {
+            flush_at_ms = None;
+            let items = std::mem::take(&mut batch);
             let mut ctx = shared.borrow_mut();
-            match record(&mut ctx, id, &r) {
-                Ok(Some(c)) if c.enabled && c.agent_node().is_none() => {
-                    ctx.schedule.heap.push(Reverse((r.at + c.interval_s, c.id)));
+            match record_all(&mut ctx, &items) {
+                Ok(checks) => {
+                    for ((_, r), c) in items.iter().zip(checks) {
+                        if let Some(c) = c.filter(|c| c.enabled && c.agent_node().is_none()) {
+                            ctx.schedule.heap.push(Reverse((r.at + c.interval_s, c.id)));
+                        }
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => log::error!("recording check {id}: {e}"),
+                Err(e) => {
+                    log::error!("recording {} check result(s): {e}", items.len());
+                    // Their next runs still happen.
+                    for (id, r) in &items {
+                        ctx.schedule.heap.push(Reverse((r.at + 60, *id)));
+                    }
+                }
             }
         }
         let now_ms = crate::clock::now_ms();
