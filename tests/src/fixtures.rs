@@ -59,7 +59,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// An HTTP server on 127.0.0.1 that records every request. Each answer
 /// takes the next status from the queue (200 when empty) with the body
-/// `{"ok":true}` (`{"ok":false,...}` for non-2xx), so it also stands in for
+/// `{"ok":true}` (`{"ok":false,...}` for non-2xx; a 3xx redirects to `/moved`),
+/// so it also stands in for
 /// Telegram; in hang mode it reads the request, records it and never
 /// answers, holding the socket until the receiver is dropped. One thread
 /// per connection; every answer says `Connection: close`.
@@ -158,8 +159,14 @@ fn serve(mut conn: TcpStream, shared: &Shared) {
     } else {
         format!(r#"{{"ok":false,"error_code":{status},"description":"fake receiver answered {status}"}}"#)
     };
+    // A redirect points at /moved on the same server.
+    let location = if (300..400).contains(&status) {
+        "Location: /moved\r\n"
+    } else {
+        ""
+    };
     let reply = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\n{location}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         reason(status),
         body.len()
     );
@@ -172,6 +179,8 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

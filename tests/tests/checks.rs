@@ -119,6 +119,38 @@ fn http_status_and_keyword_two_failures_one_alert_then_recovery() {
 }
 
 #[test]
+fn redirects_followed_or_not_and_a_slow_server_times_out() {
+    let (d, admin, _hook) = setup();
+    let site = FakeReceiver::start();
+    let c = create(
+        &d,
+        &admin,
+        json!({"name": "moved", "type": "http", "target": format!("{}/old", site.url()), "interval_s": 3600,
+               "timeout_s": 2, "failure_threshold": 1, "http": {"expected_status": ["200"]}}),
+    );
+    site.push_statuses(&[302]);
+    let r = run(&d, &admin, &c["id"]);
+    assert_eq!((r["status"].as_str(), r["status_code"].as_u64()), (Some("up"), Some(200)), "{r}");
+    let paths: Vec<String> = site.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/old", "/moved"], "the redirect was followed");
+    d.client.patch(
+        &format!("/api/v1/checks/{}", c["id"]),
+        Some(&admin),
+        &json!({"http": {"expected_status": ["200"], "follow_redirects": false}}),
+    );
+    site.push_statuses(&[302]);
+    let r = run(&d, &admin, &c["id"]);
+    assert_eq!(r["status"], "down", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("HTTP 302"), "{r}");
+    assert_eq!(site.requests().len(), 3, "not followed");
+    // A server that accepts and never answers: down after the timeout.
+    site.set_hang(true);
+    let r = run(&d, &admin, &c["id"]);
+    assert_eq!(r["status"], "down", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("timed out after 2 s"), "{r}");
+}
+
+#[test]
 fn scheduled_tcp_check_to_a_closed_port_goes_down_and_a_listening_one_stays_up() {
     let (d, admin, hook) = setup();
     let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
