@@ -130,7 +130,11 @@ fn redirects_followed_or_not_and_a_slow_server_times_out() {
     );
     site.push_statuses(&[302]);
     let r = run(&d, &admin, &c["id"]);
-    assert_eq!((r["status"].as_str(), r["status_code"].as_u64()), (Some("up"), Some(200)), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["status_code"].as_u64()),
+        (Some("up"), Some(200)),
+        "{r}"
+    );
     let paths: Vec<String> = site.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/old", "/moved"], "the redirect was followed");
     d.client.patch(
@@ -147,7 +151,10 @@ fn redirects_followed_or_not_and_a_slow_server_times_out() {
     site.set_hang(true);
     let r = run(&d, &admin, &c["id"]);
     assert_eq!(r["status"], "down", "{r}");
-    assert!(r["error"].as_str().unwrap().contains("timed out after 2 s"), "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("timed out after 2 s"),
+        "{r}"
+    );
 }
 
 #[test]
