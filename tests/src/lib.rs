@@ -601,3 +601,87 @@ pub fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_end(&mut s);
     String::from_utf8_lossy(&s).into_owned()
 }
+
+/// A cairn-agent enrolled against a daemon (state and config in a temporary
+/// directory, 1 s collection interval until the server says otherwise).
+pub struct EnrolledAgent {
+    pub dir: TempDir,
+    pub node: String,
+}
+
+impl EnrolledAgent {
+    pub fn enroll(d: &Daemon, admin: &str) -> EnrolledAgent {
+        let before = d.client.get("/api/v1/nodes", Some(admin)).json()["total"]
+            .as_u64()
+            .unwrap_or(0);
+        let agent = EnrolledAgent {
+            dir: TempDir::new("agent"),
+            node: String::new(),
+        };
+        let code = d.enrollment_code(admin);
+        let out = agent
+            .command(&["enroll", "--server", &d.url(), "--code", &code])
+            .output()
+            .expect("running cairn-agent enroll");
+        assert!(
+            out.status.success(),
+            "enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let node = poll("the enrolled node", Duration::from_secs(10), || {
+            let v = d.client.get("/api/v1/nodes", Some(admin)).json();
+            (v["total"].as_u64() > Some(before))
+                .then(|| v["data"].as_array()?.last()?["id"].as_str().map(str::to_string))
+                .flatten()
+        });
+        EnrolledAgent { node, ..agent }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `cairn-agent ARGS --config <its config>` with its state dir.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("cairn-agent"));
+        c.args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("agent.toml"))
+            .env("CAIRN_STATE_DIR", self.state())
+            .env("CAIRN_AGENT_INTERVAL_S", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `cairn-agent run`, killed when the returned guard drops.
+    pub fn run(&self) -> KillOnDrop {
+        KillOnDrop(
+            self.command(&["run"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting cairn-agent run"),
+        )
+    }
+}
+
+/// A child process ended (by its PID) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A webhook channel to `url` for alerts of these kinds.
+pub fn webhook_channel(d: &Daemon, admin: &str, url: &str, kinds: &[&str]) {
+    let r = d.client.post(
+        "/api/v1/channels",
+        Some(admin),
+        &serde_json::json!({"name": "hook", "type": "webhook", "config": {"url": url},
+                            "filter": {"kinds": kinds}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}

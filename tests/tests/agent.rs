@@ -2,19 +2,8 @@
 //! outage of several intervals that the spool backfills without a gap.
 
 use cairn_e2e::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Agent {
-    child: Child,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn spool_len(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("spool"))
@@ -72,40 +61,10 @@ fn agent_backfills_an_outage_without_missing_points() {
         ..DaemonOpts::default()
     });
     let admin = d.admin();
-    let code = d.enrollment_code(&admin);
-    let dir = TempDir::new("agent");
-    let state = dir.path().join("state");
-    let config = dir.path().join("agent.toml");
-    let agent_cmd = |args: &[&str]| {
-        let mut c = Command::new(bin("cairn-agent"));
-        c.args(args)
-            .arg("--config")
-            .arg(&config)
-            .env("CAIRN_STATE_DIR", &state)
-            .env("CAIRN_AGENT_INTERVAL_S", "1")
-            .stdin(Stdio::null());
-        c
-    };
-    let out = agent_cmd(&["enroll", "--server", &d.url(), "--code", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "enroll: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node = poll("the enrolled node", Duration::from_secs(10), || {
-        let v = d.client.get("/api/v1/nodes", Some(&admin)).json();
-        v["data"][0]["id"].as_str().map(str::to_string)
-    });
+    let enrolled = EnrolledAgent::enroll(&d, &admin);
+    let (node, state) = (enrolled.node.clone(), enrolled.state());
     let started = now();
-    let agent = Agent {
-        child: agent_cmd(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
+    let agent = enrolled.run();
     poll(
         "three snapshots before the outage",
         Duration::from_secs(30),

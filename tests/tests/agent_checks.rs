@@ -5,17 +5,7 @@
 use cairn_e2e::fixtures::FakeReceiver;
 use cairn_e2e::*;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn check(d: &Daemon, admin: &str, id: &Value) -> Value {
     d.client.get(&format!("/api/v1/checks/{id}"), Some(admin)).json()
@@ -29,39 +19,9 @@ fn agent_run_checks_report_with_the_node_id_and_go_unknown_without_the_agent() {
     });
     let admin = d.admin();
     let hook = FakeReceiver::start();
-    let r = d.client.post(
-        "/api/v1/channels",
-        Some(&admin),
-        &json!({"name": "hook", "type": "webhook", "config": {"url": format!("{}/hook", hook.url())},
-                "filter": {"kinds": ["check"]}}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let code = d.enrollment_code(&admin);
-    let dir = TempDir::new("agent");
-    let state = dir.path().join("state");
-    let config = dir.path().join("agent.toml");
-    let agent_cmd = |args: &[&str]| {
-        let mut c = Command::new(bin("cairn-agent"));
-        c.args(args)
-            .arg("--config")
-            .arg(&config)
-            .env("CAIRN_STATE_DIR", &state)
-            .env("CAIRN_AGENT_INTERVAL_S", "1")
-            .stdin(Stdio::null());
-        c
-    };
-    let out = agent_cmd(&["enroll", "--server", &d.url(), "--code", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "enroll: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node = poll("the enrolled node", Duration::from_secs(10), || {
-        let v = d.client.get("/api/v1/nodes", Some(&admin)).json();
-        v["data"][0]["id"].as_str().map(str::to_string)
-    });
+    webhook_channel(&d, &admin, &format!("{}/hook", hook.url()), &["check"]);
+    let enrolled = EnrolledAgent::enroll(&d, &admin);
+    let node = enrolled.node.clone();
 
     let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up = d.client.post(
@@ -90,13 +50,7 @@ fn agent_run_checks_report_with_the_node_id_and_go_unknown_without_the_agent() {
     );
     assert_eq!(r.status, 409, "{}", r.text);
 
-    let agent = Agent(
-        agent_cmd(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let agent = enrolled.run();
     let wait = Duration::from_secs(40);
     poll("the agent's check to be up", wait, || {
         (check(&d, &admin, &up["id"])["status"] == "up").then_some(())

@@ -33,13 +33,12 @@ fn setup() -> Setup {
     });
     let admin = d.admin();
     let hook = FakeReceiver::start();
-    let r = d.client.post(
-        "/api/v1/channels",
-        Some(&admin),
-        &json!({"name": "hook", "type": "webhook", "config": {"url": format!("{}/hook", hook.url())},
-                "filter": {"kinds": ["check", "certificate"]}}),
+    webhook_channel(
+        &d,
+        &admin,
+        &format!("{}/hook", hook.url()),
+        &["check", "certificate"],
     );
-    assert_eq!(r.status, 201, "{}", r.text);
     Setup {
         d,
         admin,

@@ -13,13 +13,7 @@ fn setup() -> (Daemon, String, FakeReceiver) {
     let d = Daemon::start();
     let admin = d.admin();
     let hook = FakeReceiver::start();
-    let r = d.client.post(
-        "/api/v1/channels",
-        Some(&admin),
-        &json!({"name": "hook", "type": "webhook", "config": {"url": format!("{}/hook", hook.url())},
-                "filter": {"kinds": ["check"]}}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    webhook_channel(&d, &admin, &format!("{}/hook", hook.url()), &["check"]);
     (d, admin, hook)
 }
 

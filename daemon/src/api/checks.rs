@@ -162,14 +162,7 @@ pub fn results(ctx: &mut Ctx, call: &Call) -> ApiResult {
             .map(|v| clock::parse_time_param(v).map_err(|e| ApiError::field(k, e)))
             .transpose()
     };
-    let hours = match call.req.query("hours") {
-        None => 24,
-        Some(h) => h
-            .parse::<i64>()
-            .ok()
-            .filter(|h| (1..=24 * 90).contains(h))
-            .ok_or_else(|| ApiError::field("hours", "must be 1 to 2160"))?,
-    };
+    let hours = super::query_int(call, "hours", 24, 1..=24 * 90)?;
     let to = time("to")?.unwrap_or(now);
     let from = time("from")?.unwrap_or(to - hours * 3600);
     if from > to {
@@ -192,14 +185,7 @@ fn percent(ok: i64, runs: i64) -> Option<f64> {
 /// without runs are listed with a null uptime (not monitored).
 pub fn uptime(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let c = find(ctx, call)?;
-    let days = match call.req.query("days") {
-        None => 90,
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (1..=90).contains(d))
-            .ok_or_else(|| ApiError::field("days", "must be 1 to 90"))?,
-    };
+    let days = super::query_int(call, "days", 90, 1..=90)?;
     let today = clock::now().div_euclid(86_400) * 86_400;
     let first = today - (days - 1) * 86_400;
     let rows = ctx.store.check_days(c.id, first)?;
@@ -230,18 +216,8 @@ pub fn uptime(ctx: &mut Ctx, call: &Call) -> ApiResult {
 /// the runs in it; empty buckets are left out.
 pub fn response_times(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let c = find(ctx, call)?;
-    let number = |k: &str, default: i64, range: std::ops::RangeInclusive<i64>| -> Result<i64, ApiError> {
-        match call.req.query(k) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| ApiError::field(k, format!("must be {} to {}", range.start(), range.end()))),
-        }
-    };
-    let hours = number("hours", 24, 1..=2160)?;
-    let points = number("points", 60, 2..=500)?;
+    let hours = super::query_int(call, "hours", 24, 1..=2160)?;
+    let points = super::query_int(call, "points", 60, 2..=500)?;
     let to = clock::now() + 1;
     let from = to - hours * 3600;
     let step = (hours * 3600 + points - 1) / points;

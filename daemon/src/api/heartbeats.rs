@@ -176,14 +176,7 @@ pub fn executions(ctx: &mut Ctx, call: &Call) -> ApiResult {
 /// time the monitor was up or down (null for days it was new or paused).
 pub fn uptime(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let hb = find(ctx, call)?;
-    let days = match call.req.query("days") {
-        None => 90,
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (1..=90).contains(d))
-            .ok_or_else(|| ApiError::field("days", "must be 1 to 90"))?,
-    };
+    let days = super::query_int(call, "days", 90, 1..=90)?;
     let rows = heartbeats::daily_uptime(&ctx.store, &hb, days, clock::now())?;
     let data: Vec<Value> = rows
         .into_iter()

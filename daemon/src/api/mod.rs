@@ -241,6 +241,23 @@ pub fn num_param(call: &Call, name: &str, what: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::field(name, format!("must be {what} (a number)")))
 }
 
+/// An integer query parameter within `range`; `default` when absent.
+pub fn query_int(
+    call: &Call,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    match call.req.query(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ApiError::field(name, format!("must be {} to {}", range.start(), range.end()))),
+    }
+}
+
 /// The list envelope with `limit` (1..=1000, default 100) and `offset`.
 pub fn list<T: Serialize>(call: &Call, items: Vec<T>) -> ApiResult {
     let (limit, offset) = paging(call)?;
