@@ -5,6 +5,7 @@ use super::{body, num_param, LocalFuture};
 use crate::app::{Call, Ctx, Shared};
 use crate::clock;
 use crate::engine::checks::{self, CheckInput};
+use crate::engine::percent;
 use crate::engine::suppress::Window;
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::store::checks::Check;
@@ -175,10 +176,6 @@ pub fn results(ctx: &mut Ctx, call: &Call) -> ApiResult {
         "check_id": c.id, "from": clock::rfc3339(from), "to": clock::rfc3339(to),
         "uptime_percent": percent(ok, runs), "runs": runs, "data": rows, "total": rows.len()
     })))
-}
-
-fn percent(ok: i64, runs: i64) -> Option<f64> {
-    (runs > 0).then(|| (ok as f64 * 10_000.0 / runs as f64).round() / 100.0)
 }
 
 /// `?days=` (1-90, default 90): one row per UTC day, oldest first; days

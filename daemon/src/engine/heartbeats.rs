@@ -324,8 +324,7 @@ pub fn daily_uptime(
                 fi += 1;
             }
         }
-        let pct = (counted > 0).then(|| (up as f64 * 10_000.0 / counted as f64).round() / 100.0);
-        out.push((start, pct));
+        out.push((start, super::percent(up, counted)));
     }
     Ok(out)
 }

@@ -13,3 +13,9 @@ pub mod outbox;
 pub mod suppress;
 pub mod timers;
 pub mod validate;
+
+/// `part` of `whole` in percent with two decimals; `None` for an empty whole
+/// (nothing measured is not 0 % up).
+pub fn percent(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64 * 10_000.0 / whole as f64).round() / 100.0)
+}

@@ -69,20 +69,7 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
             Some(t) => Duration::from_secs((t - crate::clock::now()).clamp(1, 60) as u64),
             None => Duration::from_secs(60),
         };
-        let done = smol::future::or(
-            async { done_rx.recv().await.ok() },
-            smol::future::or(
-                async {
-                    let _ = wake.recv().await;
-                    None
-                },
-                async {
-                    async_io::Timer::after(wait).await;
-                    None
-                },
-            ),
-        )
-        .await;
+        let done = super::timers::next_done(&done_rx, &wake, wait).await;
         if let Some(d) = done {
             busy.remove(&d.channel);
             finish(&shared, d);

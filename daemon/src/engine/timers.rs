@@ -11,6 +11,30 @@ use crate::app::Shared;
 use async_io::Timer;
 use std::time::Duration;
 
+/// A worker's wait: the next finished job from `done`, or `None` when
+/// `wake` is poked or `wait` passes first (the worker then looks at its
+/// queue again). Shared by the outbox and the check scheduler.
+pub async fn next_done<T>(
+    done: &async_channel::Receiver<T>,
+    wake: &async_channel::Receiver<()>,
+    wait: Duration,
+) -> Option<T> {
+    smol::future::or(
+        async { done.recv().await.ok() },
+        smol::future::or(
+            async {
+                let _ = wake.recv().await;
+                None
+            },
+            async {
+                Timer::after(wait).await;
+                None
+            },
+        ),
+    )
+    .await
+}
+
 pub async fn rollups(shared: Shared) {
     loop {
         {

@@ -572,20 +572,8 @@ pub async fn run(shared: Shared, wake: async_channel::Receiver<()>) {
         if let Some(f) = flush_at_ms {
             wait_ms = wait_ms.min((f - now_ms).max(0));
         }
-        let finished = smol::future::or(
-            async { done_rx.recv().await.ok() },
-            smol::future::or(
-                async {
-                    let _ = wake.recv().await;
-                    None
-                },
-                async {
-                    async_io::Timer::after(Duration::from_millis(wait_ms as u64)).await;
-                    None
-                },
-            ),
-        )
-        .await;
+        let finished =
+            crate::engine::timers::next_done(&done_rx, &wake, Duration::from_millis(wait_ms as u64)).await;
         if let Some(first) = finished {
             let window = shared.borrow().cfg.commit_window_ms as i64;
             flush_at_ms.get_or_insert(crate::clock::now_ms() + window);
