@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -149,38 +149,15 @@ fn serve(mut s: TcpStream, at: f64, seen: &Seen) {
 
 /// Creates checks bench-0 … bench-(n-1) with 8 clients; returns their ids in order.
 fn create_many(d: &Daemon, token: &str, n: usize, port: u16, interval: i64) -> Res<Vec<i64>> {
-    let next = AtomicUsize::new(0);
-    let ids = Mutex::new(vec![0i64; n]);
-    let err: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                let http = d.http();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n || err.lock().expect("lock").is_some() {
-                        return;
-                    }
-                    let body = serde_json::json!({
-                        "name": format!("bench-{i}"), "type": "http",
-                        "target": format!("http://127.0.0.1:{port}/ok/{i}"),
-                        "interval_s": interval, "timeout_s": 10,
-                    });
-                    match http.post_json("/api/v1/checks", Some(token), &body) {
-                        Ok(v) => match v["id"].as_i64() {
-                            Some(id) => ids.lock().expect("lock")[i] = id,
-                            None => *err.lock().expect("lock") = Some(format!("no id in {v}")),
-                        },
-                        Err(e) => *err.lock().expect("lock") = Some(e),
-                    }
-                }
-            });
-        }
-    });
-    match err.into_inner().expect("lock") {
-        Some(e) => Err(e),
-        None => Ok(ids.into_inner().expect("lock")),
-    }
+    parallel(d, n, 8, |http, i| {
+        let body = serde_json::json!({
+            "name": format!("bench-{i}"), "type": "http",
+            "target": format!("http://127.0.0.1:{port}/ok/{i}"),
+            "interval_s": interval, "timeout_s": 10,
+        });
+        let v = http.post_json("/api/v1/checks", Some(token), &body)?;
+        v["id"].as_i64().ok_or_else(|| format!("no id in {v}"))
+    })
 }
 
 /// `GET /api/v1/checks/scheduler`.
@@ -195,51 +172,28 @@ fn scheduler(d: &Daemon, token: &str) -> Res<Value> {
 /// Result timestamps (Unix seconds, ascending) and how many failed, per
 /// check, from `from` to `to`; 4 clients.
 fn results(d: &Daemon, token: &str, ids: &[i64], from: i64, to: i64) -> Res<Vec<(Vec<i64>, usize)>> {
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new(vec![(Vec::new(), 0usize); ids.len()]);
-    let err: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                let http = d.http();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= ids.len() || err.lock().expect("lock").is_some() {
-                        return;
-                    }
-                    let path = format!("/api/v1/checks/{}/results?from={from}&to={to}&limit=1000", ids[i]);
-                    let parsed = http.get(&path, Some(token)).and_then(|(status, text)| {
-                        if status != 200 {
-                            return Err(format!("GET {path}: {status} {text}"));
-                        }
-                        let v: Value = serde_json::from_str(&text).map_err(|e| format!("GET {path}: {e}"))?;
-                        let rows = v["data"].as_array().cloned().unwrap_or_default();
-                        let mut at = Vec::with_capacity(rows.len());
-                        let mut failed = 0;
-                        for r in &rows {
-                            let t = r["at"]
-                                .as_str()
-                                .ok_or_else(|| format!("GET {path}: no 'at' in {r}"))?;
-                            at.push(cairnd::clock::parse_rfc3339(t)?);
-                            if r["ok"] != Value::Bool(true) {
-                                failed += 1;
-                            }
-                        }
-                        at.sort_unstable();
-                        Ok((at, failed))
-                    });
-                    match parsed {
-                        Ok(r) => out.lock().expect("lock")[i] = r,
-                        Err(e) => *err.lock().expect("lock") = Some(e),
-                    }
-                }
-            });
+    parallel(d, ids.len(), 4, |http, i| {
+        let path = format!("/api/v1/checks/{}/results?from={from}&to={to}&limit=1000", ids[i]);
+        let (status, text) = http.get(&path, Some(token))?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {text}"));
         }
-    });
-    match err.into_inner().expect("lock") {
-        Some(e) => Err(e),
-        None => Ok(out.into_inner().expect("lock")),
-    }
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("GET {path}: {e}"))?;
+        let rows = v["data"].as_array().cloned().unwrap_or_default();
+        let mut at = Vec::with_capacity(rows.len());
+        let mut failed = 0;
+        for r in &rows {
+            let t = r["at"]
+                .as_str()
+                .ok_or_else(|| format!("GET {path}: no 'at' in {r}"))?;
+            at.push(cairnd::clock::parse_rfc3339(t)?);
+            if r["ok"] != Value::Bool(true) {
+                failed += 1;
+            }
+        }
+        at.sort_unstable();
+        Ok((at, failed))
+    })
 }
 
 fn threads(pid: u32) -> f64 {

@@ -773,3 +773,38 @@ pub fn fmt_num(v: f64) -> String {
         format!("{v:.3}")
     }
 }
+
+/// Runs `f(client, i)` for every `i` in `0..n` on `workers` threads, each
+/// with its own client of `d`; the results in index order, or the first
+/// error (the other workers stop taking new items).
+pub fn parallel<T: Send>(
+    d: &Daemon,
+    n: usize,
+    workers: usize,
+    f: impl Fn(&Http, usize) -> Res<T> + Sync,
+) -> Res<Vec<T>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: std::sync::Mutex<Vec<Option<T>>> = std::sync::Mutex::new((0..n).map(|_| None).collect());
+    let err: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let http = d.http();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= n || err.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    match f(&http, i) {
+                        Ok(v) => out.lock().expect("lock")[i] = Some(v),
+                        Err(e) => *err.lock().expect("lock") = Some(e),
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = err.into_inner().expect("lock") {
+        return Err(e);
+    }
+    Ok(out.into_inner().expect("lock").into_iter().flatten().collect())
+}

@@ -11,38 +11,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn create_many(d: &Daemon, admin: &str, n: usize) -> Res<Vec<String>> {
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new(Vec::with_capacity(n));
-    let err: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                let http = d.http();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        return;
-                    }
-                    let body =
-                        serde_json::json!({"name": format!("job {i}"), "period_s": 86_400, "grace_s": 3600});
-                    match http.post_json("/api/v1/heartbeats", Some(admin), &body) {
-                        Ok(v) => match v["uuid"].as_str() {
-                            Some(u) => out.lock().expect("lock").push(u.to_string()),
-                            None => *err.lock().expect("lock") = Some(format!("no uuid in {v}")),
-                        },
-                        Err(e) => {
-                            *err.lock().expect("lock") = Some(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    match err.into_inner().expect("lock") {
-        Some(e) => Err(e),
-        None => Ok(out.into_inner().expect("lock")),
-    }
+    parallel(d, n, 8, |http, i| {
+        let body = serde_json::json!({"name": format!("job {i}"), "period_s": 86_400, "grace_s": 3600});
+        let v = http.post_json("/api/v1/heartbeats", Some(admin), &body)?;
+        v["uuid"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no uuid in {v}"))
+    })
 }
 
 /// Pings for `secs` at `rate` per second in total (0: as fast as answered).
