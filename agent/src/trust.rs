@@ -74,7 +74,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<ureq::tls::TlsConfig, String
     );
     Ok(ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .unversioned_rustls_crypto_provider(crate::probe::provider())
         .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
         .build())
 }

@@ -6,12 +6,14 @@
 //! Certificates are returned undecoded (`PeerCert`): cairnd parses them,
 //! and the agent carries no x509 parser.
 
+mod crypto;
 mod dns;
 mod http;
 mod icmp;
 mod tcp;
 mod tls;
 
+pub use crypto::provider;
 pub use tls::handshake;
 
 use cairn_wire::{ProbeOutcome, ProbeSpec};
@@ -50,10 +52,6 @@ impl Trust {
             missing: Some(why),
         }
     }
-}
-
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Runs `spec` once.

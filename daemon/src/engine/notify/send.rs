@@ -254,7 +254,7 @@ pub(crate) fn tls_config() -> Result<ureq::tls::TlsConfig, String> {
         .collect();
     Ok(ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .unversioned_rustls_crypto_provider(cairn_agent::probe::provider())
         .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
         .build())
 }
