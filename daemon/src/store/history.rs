@@ -6,7 +6,7 @@
 use super::rollup;
 use super::Store;
 use rusqlite::params;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The core per-node metrics, one column each in `samples` and the rollups.
 pub const METRICS: [&str; 12] = [
@@ -156,6 +156,23 @@ impl Store {
         max_points: i64,
         now: i64,
     ) -> rusqlite::Result<Series> {
+        let mut all = self.history_many(&[node_id], metrics, from, to, max_points, now)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// `history` for several nodes at once, in `node_ids` order. Each node's
+    /// rollup rows are one key range; the tail past the watermark comes from
+    /// one scan of the time-major raw table for all of them (per node, that
+    /// scan would read every node's rows once per node).
+    pub fn history_many(
+        &self,
+        node_ids: &[&str],
+        metrics: &[usize],
+        from: i64,
+        to: i64,
+        max_points: i64,
+        now: i64,
+    ) -> rusqlite::Result<Vec<Series>> {
         let span = (to - from).max(1);
         // Buckets are aligned to multiples of their width, so a window can touch
         // one more bucket than span/width: size for max_points - 1.
@@ -166,69 +183,83 @@ impl Store {
             Some(t) => needed.max(t.resolution_s),
             None => needed.max(1),
         };
-        let mut buckets: BTreeMap<i64, Vec<Acc>> = BTreeMap::new();
+        let mut buckets: Vec<BTreeMap<i64, Vec<Acc>>> = vec![BTreeMap::new(); node_ids.len()];
         let mut raw_from = from;
         if let Some(t) = table {
             let wm = self.rollup_watermark(t)?;
             let rollup_to = to.min(wm);
             if rollup_to > from {
-                self.accumulate(
-                    t.name,
-                    true,
-                    node_id,
+                let q = Query {
+                    table: t.name,
+                    is_rollup: true,
                     metrics,
                     from,
-                    rollup_to,
+                    to: rollup_to,
                     bucket,
-                    &mut buckets,
-                )?;
+                };
+                for (i, node) in node_ids.iter().enumerate() {
+                    self.accumulate(&q, Some(node), &mut |_, b, row| {
+                        merge(&mut buckets[i], metrics.len(), b, row)
+                    })?;
+                }
                 raw_from = rollup_to.max(from);
             }
         }
         if raw_from < to {
-            self.accumulate(
-                "samples",
-                false,
-                node_id,
+            let q = Query {
+                table: "samples",
+                is_rollup: false,
                 metrics,
-                raw_from,
+                from: raw_from,
                 to,
                 bucket,
-                &mut buckets,
-            )?;
-        }
-        let mut out = Series {
-            source: table.map(|t| t.label).unwrap_or("raw"),
-            resolution_s: bucket,
-            timestamps: Vec::with_capacity(buckets.len()),
-            points: vec![Vec::with_capacity(buckets.len()); metrics.len()],
-        };
-        for (ts, accs) in buckets {
-            out.timestamps.push(ts);
-            for (i, acc) in accs.iter().enumerate() {
-                out.points[i].push(acc.point());
+            };
+            if let [node] = node_ids {
+                self.accumulate(&q, Some(node), &mut |_, b, row| {
+                    merge(&mut buckets[0], metrics.len(), b, row)
+                })?;
+            } else {
+                let index: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+                self.accumulate(&q, None, &mut |node, b, row| match index.get(node) {
+                    Some(&i) => merge(&mut buckets[i], metrics.len(), b, row),
+                    None => Ok(()),
+                })?;
             }
         }
-        Ok(out)
+        Ok(buckets
+            .into_iter()
+            .map(|buckets| {
+                let mut out = Series {
+                    source: table.map(|t| t.label).unwrap_or("raw"),
+                    resolution_s: bucket,
+                    timestamps: Vec::with_capacity(buckets.len()),
+                    points: vec![Vec::with_capacity(buckets.len()); metrics.len()],
+                };
+                for (ts, accs) in buckets {
+                    out.timestamps.push(ts);
+                    for (i, acc) in accs.iter().enumerate() {
+                        out.points[i].push(acc.point());
+                    }
+                }
+                out
+            })
+            .collect())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Streams `q`'s buckets, for one node (a key range on rollups) or for
+    /// every node (raw only), to `each(node_id, bucket, row)`; the row holds
+    /// sum, count, min and max per metric from column 2 on.
     fn accumulate(
         &self,
-        table: &str,
-        is_rollup: bool,
-        node_id: &str,
-        metrics: &[usize],
-        from: i64,
-        to: i64,
-        bucket: i64,
-        out: &mut BTreeMap<i64, Vec<Acc>>,
+        q: &Query,
+        node: Option<&str>,
+        each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         // Column names come from the METRICS constant, never from input.
         let mut cols = String::new();
-        for &m in metrics {
+        for &m in q.metrics {
             let name = METRICS[m];
-            if is_rollup {
+            if q.is_rollup {
                 cols.push_str(&format!(
                     ", sum({name}_sum), sum({name}_n), min({name}_min), max({name}_max)"
                 ));
@@ -236,30 +267,55 @@ impl Store {
                 cols.push_str(&format!(", sum({name}), count({name}), min({name}), max({name})"));
             }
         }
+        let (filter, group) = match node {
+            Some(_) => ("node_id = ?1 AND", "b"),
+            None => ("?1 IS NULL AND", "node_id, b"),
+        };
         let sql = format!(
-            "SELECT (ts / ?4) * ?4 AS b{cols} FROM {table}
-             WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b"
+            "SELECT node_id, (ts / ?4) * ?4 AS b{cols} FROM {table}
+             WHERE {filter} ts >= ?2 AND ts < ?3 GROUP BY {group} ORDER BY {group}",
+            table = q.table
         );
         let mut st = self.conn.prepare_cached(&sql)?;
-        let mut rows = st.query(params![node_id, from, to, bucket])?;
+        let mut rows = st.query(params![node, q.from, q.to, q.bucket])?;
         while let Some(r) = rows.next()? {
-            let b: i64 = r.get(0)?;
-            let accs = out
-                .entry(b)
-                .or_insert_with(|| vec![Acc::default(); metrics.len()]);
-            for (i, acc) in accs.iter_mut().enumerate() {
-                let base = 1 + i * 4;
-                let n: i64 = r.get::<_, Option<i64>>(base + 1)?.unwrap_or(0);
-                if n > 0 {
-                    let sum: f64 = r.get::<_, Option<f64>>(base)?.unwrap_or(0.0);
-                    let min: f64 = r.get::<_, Option<f64>>(base + 2)?.unwrap_or(0.0);
-                    let max: f64 = r.get::<_, Option<f64>>(base + 3)?.unwrap_or(0.0);
-                    acc.add(sum, n, min, max);
-                }
-            }
+            let node: String = r.get(0)?;
+            each(&node, r.get(1)?, r)?;
         }
         Ok(())
     }
+}
+
+/// What `accumulate` reads: a table, the metrics, a window and a bucket width.
+struct Query<'a> {
+    table: &'a str,
+    is_rollup: bool,
+    metrics: &'a [usize],
+    from: i64,
+    to: i64,
+    bucket: i64,
+}
+
+/// Adds one bucket row of `accumulate` (sum, count, min, max per metric
+/// from column 2) to a node's buckets.
+fn merge(
+    out: &mut BTreeMap<i64, Vec<Acc>>,
+    metrics: usize,
+    b: i64,
+    r: &rusqlite::Row,
+) -> rusqlite::Result<()> {
+    let accs = out.entry(b).or_insert_with(|| vec![Acc::default(); metrics]);
+    for (i, acc) in accs.iter_mut().enumerate() {
+        let base = 2 + i * 4;
+        let n: i64 = r.get::<_, Option<i64>>(base + 1)?.unwrap_or(0);
+        if n > 0 {
+            let sum: f64 = r.get::<_, Option<f64>>(base)?.unwrap_or(0.0);
+            let min: f64 = r.get::<_, Option<f64>>(base + 2)?.unwrap_or(0.0);
+            let max: f64 = r.get::<_, Option<f64>>(base + 3)?.unwrap_or(0.0);
+            acc.add(sum, n, min, max);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -312,5 +368,40 @@ mod tests {
         let p = h.points[0][1].unwrap();
         assert!((p.avg - 4.5).abs() < 1e-9, "avg {}", p.avg);
         assert_eq!((p.min, p.max), (0.0, 9.0));
+    }
+
+    #[test]
+    fn many_nodes_read_like_one_each_across_rollups_and_raw_tail() {
+        let mut s = store_with_node();
+        for id in ["n2", "n3"] {
+            s.insert_node(&super::super::nodes::NewNode::agent(id, 30), 0)
+                .unwrap();
+        }
+        let now = 10 * 86400;
+        for ts in (now - 6 * 3600..now).step_by(30) {
+            s.insert_sample("n1", &sample(ts, (ts % 97) as f64), &[], &[])
+                .unwrap();
+            s.insert_sample("n2", &sample(ts + 7, (ts % 13) as f64), &[], &[])
+                .unwrap();
+        }
+        // Rolled up to 40 minutes ago: the rest is read from the raw tail.
+        s.roll_up(now - 40 * 60).unwrap();
+        let ids = ["n2", "n3", "n1"];
+        for (from, points) in [(now - 6 * 3600, 200), (now - 1800, 200), (now - 6 * 3600, 1000)] {
+            let many = s.history_many(&ids, &[0], from, now, points, now).unwrap();
+            assert_eq!(many.len(), 3);
+            for (id, got) in ids.iter().zip(&many) {
+                let one = s.history(id, &[0], from, now, points, now).unwrap();
+                assert_eq!(got.timestamps, one.timestamps, "{id} from {from}");
+                assert_eq!(got.points, one.points, "{id} from {from}");
+            }
+            assert!(many[1].timestamps.is_empty(), "n3 has no samples");
+            assert!(many[0].timestamps.len() > 10 && many[2].timestamps.len() > 10);
+            assert_eq!(
+                many[0].timestamps.last().map(|t| t / many[0].resolution_s),
+                Some((now - 30 + 7) / many[0].resolution_s),
+                "the raw tail reaches the newest sample"
+            );
+        }
     }
 }
