@@ -267,12 +267,13 @@ impl Store {
                 cols.push_str(&format!(", sum({name}), count({name}), min({name}), max({name})"));
             }
         }
-        let (filter, group) = match node {
-            Some(_) => ("node_id = ?1 AND", "b"),
-            None => ("?1 IS NULL AND", "node_id, b"),
+        // One node: its key range, and no column read for the name.
+        let (node_col, filter, group) = match node {
+            Some(_) => ("?1", "node_id = ?1 AND", "b"),
+            None => ("node_id", "?1 IS NULL AND", "node_id, b"),
         };
         let sql = format!(
-            "SELECT node_id, (ts / ?4) * ?4 AS b{cols} FROM {table}
+            "SELECT {node_col}, (ts / ?4) * ?4 AS b{cols} FROM {table}
              WHERE {filter} ts >= ?2 AND ts < ?3 GROUP BY {group} ORDER BY {group}",
             table = q.table
         );
