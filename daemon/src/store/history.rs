@@ -99,7 +99,23 @@ impl Acc {
     }
 }
 
+/// Raw samples are keyed `(ts << TS_SHIFT) | seq`, where `seq` is the
+/// node's number in `node_seq` (schema version 7): one integer key in time
+/// order, so group commits append whole pages.
+pub const TS_SHIFT: i64 = 24;
+/// The bits of a raw sample's key that hold the node number.
+pub const SEQ_MASK: i64 = (1 << TS_SHIFT) - 1;
+
 impl Store {
+    /// The node's number in raw sample keys.
+    pub fn node_seq(&self, node_id: &str) -> rusqlite::Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached("SELECT seq FROM node_seq WHERE node_id = ?1")?
+            .query_row([node_id], |r| r.get(0))
+            .optional()
+    }
+
     /// Inserts one snapshot's rows; false if (node, ts) was already stored.
     pub fn insert_sample(
         &self,
@@ -108,16 +124,24 @@ impl Store {
         disks: &[DiskSample],
         nets: &[NetSample],
     ) -> rusqlite::Result<bool> {
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO samples (node_id, ts, cpu, memory, swap, load1, load5, load15, disk,
+        let mut st = self.conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO samples (ts_node, cpu, memory, swap, load1, load5, load15, disk,
                  temperature, net_rx, net_tx, disk_read, disk_write)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
+             SELECT (?2 << {TS_SHIFT}) | seq, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+             FROM node_seq WHERE node_id = ?1"
+        ))?;
         let v = &s.values;
         let inserted = st.execute(params![
             node_id, s.ts, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]
         ])? > 0;
         if !inserted {
+            if self.node_seq(node_id)?.is_none() {
+                // What the foreign key said before samples were keyed by number.
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!("no node '{node_id}' to store samples for")),
+                ));
+            }
             return Ok(false);
         }
         // Per-mount and per-interface detail is passed only for some
@@ -246,9 +270,9 @@ impl Store {
             .collect())
     }
 
-    /// Streams `q`'s buckets, for one node (a key range on rollups) or for
-    /// every node (raw only), to `each(node_id, bucket, row)`; the row holds
-    /// sum, count, min and max per metric from column 2 on.
+    /// Streams `q`'s buckets, for one node or for every node (raw only), to
+    /// `each(node_id, bucket, row)`; the row holds sum, count, min and max
+    /// per metric from column 2 on.
     fn accumulate(
         &self,
         q: &Query,
@@ -267,16 +291,33 @@ impl Store {
                 cols.push_str(&format!(", sum({name}), count({name}), min({name}), max({name})"));
             }
         }
-        // One node: its key range, and no column read for the name.
-        let (node_col, filter, group) = match node {
-            Some(_) => ("?1", "node_id = ?1 AND", "b"),
-            None => ("node_id", "?1 IS NULL AND", "node_id, b"),
+        // One node names itself (no column read per row); a rollup is read
+        // by its (node_id, ts) key range, raw samples by their time range.
+        let sql = match (q.is_rollup, node) {
+            (true, Some(_)) => format!(
+                "SELECT ?1, (ts / ?4) * ?4 AS b{cols} FROM {table}
+                 WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b",
+                table = q.table
+            ),
+            (false, Some(_)) => format!(
+                "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols} FROM samples
+                 WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
+                   AND (ts_node & {SEQ_MASK}) = (SELECT seq FROM node_seq WHERE node_id = ?1)
+                 GROUP BY b ORDER BY b"
+            ),
+            (false, None) => format!(
+                "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols}
+                 FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
+                 WHERE ?1 IS NULL AND s.ts_node >= (?2 << {TS_SHIFT}) AND s.ts_node < (?3 << {TS_SHIFT})
+                 GROUP BY q.node_id, b ORDER BY q.node_id, b"
+            ),
+            (true, None) => format!(
+                "SELECT node_id, (ts / ?4) * ?4 AS b{cols} FROM {table}
+                 WHERE ?1 IS NULL AND ts >= ?2 AND ts < ?3
+                 GROUP BY node_id, b ORDER BY node_id, b",
+                table = q.table
+            ),
         };
-        let sql = format!(
-            "SELECT {node_col}, (ts / ?4) * ?4 AS b{cols} FROM {table}
-             WHERE {filter} ts >= ?2 AND ts < ?3 GROUP BY {group} ORDER BY {group}",
-            table = q.table
-        );
         let mut st = self.conn.prepare_cached(&sql)?;
         let mut rows = st.query(params![node, q.from, q.to, q.bucket])?;
         while let Some(r) = rows.next()? {
@@ -287,7 +328,8 @@ impl Store {
     }
 }
 
-/// What `accumulate` reads: a table, the metrics, a window and a bucket width.
+/// What `accumulate` reads: a rollup table or raw samples, the metrics, a
+/// window and a bucket width.
 struct Query<'a> {
     table: &'a str,
     is_rollup: bool,
@@ -330,7 +372,10 @@ mod tests {
     impl Store {
         pub fn sample_count(&self, node_id: &str) -> rusqlite::Result<i64> {
             self.conn.query_row(
-                "SELECT count(*) FROM samples WHERE node_id = ?1",
+                &format!(
+                    "SELECT count(*) FROM samples JOIN node_seq ON seq = (ts_node & {SEQ_MASK})
+                     WHERE node_id = ?1"
+                ),
                 [node_id],
                 |r| r.get(0),
             )

@@ -7,7 +7,7 @@
 //! only the full detail JSON may be up to one flush interval old until the
 //! node's next snapshot.
 
-use super::history::Sample;
+use super::history::{Sample, SEQ_MASK, TS_SHIFT};
 use super::Store;
 use rusqlite::params;
 use std::collections::HashMap;
@@ -50,7 +50,8 @@ impl Store {
         {
             let mut st = self.conn.prepare(&format!(
                 "SELECT n.id, n.last_seen, n.latest, {SAMPLE_COLS} FROM nodes n
-                 LEFT JOIN samples s ON s.ts = n.last_seen AND s.node_id = n.id
+                 LEFT JOIN node_seq q ON q.node_id = n.id
+                 LEFT JOIN samples s ON s.ts_node = (n.last_seen << {TS_SHIFT}) | q.seq
                  WHERE n.last_seen IS NOT NULL"
             ))?;
             let rows = st.query_map([], |r| {
@@ -76,8 +77,10 @@ impl Store {
         // The newest hour of raw data is a cheap range at the end of the
         // time-major table.
         let mut st = self.conn.prepare(&format!(
-            "SELECT node_id, ts, {SAMPLE_COLS} FROM samples
-             WHERE ts >= (SELECT coalesce(max(ts), 0) FROM samples) - 3600 ORDER BY ts"
+            "SELECT q.node_id, s.ts_node >> {TS_SHIFT}, {SAMPLE_COLS}
+             FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
+             WHERE s.ts_node >= (((SELECT coalesce(max(ts_node), 0) FROM samples) >> {TS_SHIFT}) - 3600) << {TS_SHIFT}
+             ORDER BY s.ts_node"
         ))?;
         let rows = st.query_map([], |r| {
             let ts: i64 = r.get(1)?;

@@ -1,5 +1,6 @@
 //! Nodes: identity, labels, agent tokens (hashed), latest snapshot, logs.
 
+use super::history::SEQ_MASK;
 use super::Store;
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
@@ -118,6 +119,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![n.id, n.name, n.hostname, n.kind, n.os, n.arch, n.agent_version, n.token_hash, n.interval_s, now],
         )?;
+        self.conn
+            .execute("INSERT INTO node_seq (node_id) VALUES (?1)", [&n.id])?;
         Ok(())
     }
 
@@ -230,10 +233,21 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a node; every table keyed by node cascades.
+    /// Deletes a node; every table keyed by node cascades. Raw samples are
+    /// keyed by time first, so the node's rows are found by a scan.
     pub fn delete_node(&mut self, id: &str) -> rusqlite::Result<bool> {
         self.forget_latest(id);
-        Ok(self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0)
+        let tx = self.begin()?;
+        self.conn.execute(
+            &format!(
+                "DELETE FROM samples WHERE (ts_node & {SEQ_MASK}) =
+                 (SELECT seq FROM node_seq WHERE node_id = ?1)"
+            ),
+            [id],
+        )?;
+        let deleted = self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     pub fn insert_logs(&self, node_id: &str, entries: &[LogEntry]) -> rusqlite::Result<()> {

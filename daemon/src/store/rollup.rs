@@ -4,7 +4,7 @@
 //! watermark) mark their node and time range dirty so exactly those buckets
 //! are recomputed. Retention deletes each level past its own age.
 
-use super::history::METRICS;
+use super::history::{METRICS, SEQ_MASK, TS_SHIFT};
 use super::Store;
 use rusqlite::{params, OptionalExtension};
 
@@ -140,14 +140,24 @@ fn rollup_select(t: &RollupTable, scope: Scope) -> String {
         Scope::Node => " AND node_id = ?3",
         Scope::Dirty => " AND node_id IN (SELECT substr(key, 7) FROM settings WHERE key LIKE 'dirty:%')",
     };
-    format!(
-        "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
-         SELECT node_id, (ts / {res}) * {res} AS b{aggs} FROM {src}
-         WHERE ts >= ?1 AND ts < ?2{node} GROUP BY node_id, b",
-        table = t.name,
-        res = t.resolution_s,
-        src = t.source,
-    )
+    let (table, res) = (t.name, t.resolution_s);
+    if t.source_is_raw {
+        // Raw keys are (ts << TS_SHIFT) | node number: a time range is a key range.
+        format!(
+            "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
+             SELECT node_id, ((s.ts_node >> {TS_SHIFT}) / {res}) * {res} AS b{aggs}
+             FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
+             WHERE s.ts_node >= (?1 << {TS_SHIFT}) AND s.ts_node < (?2 << {TS_SHIFT}){node}
+             GROUP BY node_id, b"
+        )
+    } else {
+        format!(
+            "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
+             SELECT node_id, (ts / {res}) * {res} AS b{aggs} FROM {src}
+             WHERE ts >= ?1 AND ts < ?2{node} GROUP BY node_id, b",
+            src = t.source,
+        )
+    }
 }
 
 impl Store {
@@ -294,7 +304,11 @@ impl Store {
     pub fn apply_retention(&self, now: i64) -> rusqlite::Result<usize> {
         let r = self.retention();
         let mut n = 0;
-        for table in ["samples", "disk_samples", "net_samples"] {
+        n += self.conn.execute(
+            &format!("DELETE FROM samples WHERE ts_node < (?1 << {TS_SHIFT})"),
+            [now - r.raw_s],
+        )?;
+        for table in ["disk_samples", "net_samples"] {
             n += self
                 .conn
                 .execute(&format!("DELETE FROM {table} WHERE ts < ?1"), [now - r.raw_s])?;
