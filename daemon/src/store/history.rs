@@ -6,7 +6,7 @@
 use super::rollup;
 use super::Store;
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The core per-node metrics, one column each in `samples` and the rollups.
 pub const METRICS: [&str; 12] = [
@@ -207,7 +207,7 @@ impl Store {
             Some(t) => needed.max(t.resolution_s),
             None => needed.max(1),
         };
-        let mut buckets: Vec<BTreeMap<i64, Vec<Acc>>> = vec![BTreeMap::new(); node_ids.len()];
+        let mut buckets: Vec<Buckets> = (0..node_ids.len()).map(|_| Buckets::new(metrics.len())).collect();
         let mut raw_from = from;
         if let Some(t) = table {
             let wm = self.rollup_watermark(t)?;
@@ -222,9 +222,7 @@ impl Store {
                     bucket,
                 };
                 for (i, node) in node_ids.iter().enumerate() {
-                    self.accumulate(&q, Some(node), &mut |_, b, row| {
-                        merge(&mut buckets[i], metrics.len(), b, row)
-                    })?;
+                    self.accumulate(&q, Some(node), &mut |_, b, row| buckets[i].merge(b, row))?;
                 }
                 raw_from = rollup_to.max(from);
             }
@@ -239,34 +237,19 @@ impl Store {
                 bucket,
             };
             if let [node] = node_ids {
-                self.accumulate(&q, Some(node), &mut |_, b, row| {
-                    merge(&mut buckets[0], metrics.len(), b, row)
-                })?;
+                self.accumulate(&q, Some(node), &mut |_, b, row| buckets[0].merge(b, row))?;
             } else {
                 let index: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, n)| (*n, i)).collect();
                 self.accumulate(&q, None, &mut |node, b, row| match index.get(node) {
-                    Some(&i) => merge(&mut buckets[i], metrics.len(), b, row),
+                    Some(&i) => buckets[i].merge(b, row),
                     None => Ok(()),
                 })?;
             }
         }
+        let source = table.map(|t| t.label).unwrap_or("raw");
         Ok(buckets
             .into_iter()
-            .map(|buckets| {
-                let mut out = Series {
-                    source: table.map(|t| t.label).unwrap_or("raw"),
-                    resolution_s: bucket,
-                    timestamps: Vec::with_capacity(buckets.len()),
-                    points: vec![Vec::with_capacity(buckets.len()); metrics.len()],
-                };
-                for (ts, accs) in buckets {
-                    out.timestamps.push(ts);
-                    for (i, acc) in accs.iter().enumerate() {
-                        out.points[i].push(acc.point());
-                    }
-                }
-                out
-            })
+            .map(|b| b.into_series(source, bucket))
             .collect())
     }
 
@@ -339,15 +322,74 @@ struct Query<'a> {
     bucket: i64,
 }
 
-/// Adds one bucket row of `accumulate` (sum, count, min, max per metric
-/// from column 2) to a node's buckets.
-fn merge(
-    out: &mut BTreeMap<i64, Vec<Acc>>,
+/// One node's buckets in time order, flat: a fleet chart holds every
+/// node's at once (500 nodes x 200 buckets), so no allocation per bucket.
+struct Buckets {
     metrics: usize,
-    b: i64,
-    r: &rusqlite::Row,
-) -> rusqlite::Result<()> {
-    let accs = out.entry(b).or_insert_with(|| vec![Acc::default(); metrics]);
+    ts: Vec<i64>,
+    /// `metrics` accumulators per entry of `ts`.
+    accs: Vec<Acc>,
+}
+
+impl Buckets {
+    fn new(metrics: usize) -> Buckets {
+        Buckets {
+            metrics,
+            ts: Vec::new(),
+            accs: Vec::new(),
+        }
+    }
+
+    /// Adds one bucket row of `accumulate` (sum, count, min, max per metric
+    /// from column 2). Rows come in time order (rollup rows, then the raw
+    /// tail, each sorted by bucket), so this appends or adds to the last
+    /// bucket; anything else is placed by search.
+    fn merge(&mut self, b: i64, r: &rusqlite::Row) -> rusqlite::Result<()> {
+        let at = match self.ts.last() {
+            Some(&last) if last == b => self.ts.len() - 1,
+            Some(&last) if last > b => match self.ts.binary_search(&b) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.ts.insert(i, b);
+                    let at = i * self.metrics;
+                    self.accs
+                        .splice(at..at, std::iter::repeat_n(Acc::default(), self.metrics));
+                    i
+                }
+            },
+            _ => {
+                self.ts.push(b);
+                self.accs
+                    .extend(std::iter::repeat_n(Acc::default(), self.metrics));
+                self.ts.len() - 1
+            }
+        };
+        let accs = &mut self.accs[at * self.metrics..(at + 1) * self.metrics];
+        add_row(accs, r)
+    }
+
+    fn into_series(self, source: &'static str, resolution_s: i64) -> Series {
+        let points = (0..self.metrics)
+            .map(|m| {
+                self.accs
+                    .iter()
+                    .skip(m)
+                    .step_by(self.metrics.max(1))
+                    .map(Acc::point)
+                    .collect()
+            })
+            .collect();
+        Series {
+            source,
+            resolution_s,
+            timestamps: self.ts,
+            points,
+        }
+    }
+}
+
+/// Adds a row's sum, count, min and max per metric (from column 2).
+fn add_row(accs: &mut [Acc], r: &rusqlite::Row) -> rusqlite::Result<()> {
     for (i, acc) in accs.iter_mut().enumerate() {
         let base = 2 + i * 4;
         let n: i64 = r.get::<_, Option<i64>>(base + 1)?.unwrap_or(0);
@@ -449,5 +491,29 @@ mod tests {
                 "the raw tail reaches the newest sample"
             );
         }
+    }
+
+    #[test]
+    fn buckets_merge_rows_in_any_order() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut st = conn
+            .prepare(
+                "SELECT 'n', column1, column2, column3, column4, column5 FROM (VALUES
+                    (60, 10.0, 2, 4.0, 6.0), (0, 3.0, 1, 3.0, 3.0), (60, 2.0, 1, 2.0, 2.0),
+                    (120, 0.0, 0, 0.0, 0.0), (30, 5.0, 1, 5.0, 5.0))",
+            )
+            .unwrap();
+        let mut rows = st.query([]).unwrap();
+        let mut b = Buckets::new(1);
+        while let Some(r) = rows.next().unwrap() {
+            b.merge(r.get(1).unwrap(), r).unwrap();
+        }
+        let s = b.into_series("raw", 30);
+        assert_eq!(s.timestamps, vec![0, 30, 60, 120]);
+        let p = |avg, min, max| Some(Point { avg, min, max });
+        assert_eq!(
+            s.points[0],
+            vec![p(3.0, 3.0, 3.0), p(5.0, 5.0, 5.0), p(4.0, 2.0, 6.0), None]
+        );
     }
 }
