@@ -114,6 +114,8 @@ impl Store {
     }
 
     pub fn insert_node(&self, n: &NewNode, now: i64) -> rusqlite::Result<()> {
+        // The node and its number for raw sample keys, together.
+        let tx = self.begin()?;
         self.conn.execute(
             "INSERT INTO nodes (id, name, hostname, kind, os, arch, agent_version, token_hash, interval_s, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -121,7 +123,7 @@ impl Store {
         )?;
         self.conn
             .execute("INSERT INTO node_seq (node_id) VALUES (?1)", [&n.id])?;
-        Ok(())
+        tx.commit()
     }
 
     pub fn node(&self, id: &str) -> rusqlite::Result<Option<Node>> {
