@@ -10,17 +10,18 @@
 //! - fast: the same 200 nodes posting back to back (about one snapshot per
 //!   node per commit window, i.e. a 1 s interval).
 //!
-//! The daemon also writes every 10 minutes (upkeep timer): a rollup pass and
+//! The daemon also writes every 30 minutes (upkeep timer): a rollup pass and
 //! the write-behind of each node's latest snapshot into `nodes`. A window
 //! that long does not fit a bounded benchmark, so that pass is run
 //! in-process on `cairnd::store::Store` (same code, schema and pragmas) over
-//! exactly 10 minutes of the same live data, and its bytes are amortised
-//! over the 4,000 snapshots 200 nodes send in 10 minutes. The same harness
+//! exactly one upkeep interval of the same live data, and its bytes are
+//! amortised over the snapshots 200 nodes send in it. The same harness
 //! shows how the bytes per snapshot depend on the commit size.
 
 use crate::harness::*;
 use crate::ingest::drive;
 use cairnd::engine::ingest::{insert_item, to_item, Item};
+use cairnd::engine::timers::UPKEEP_EVERY;
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
 use std::path::Path;
@@ -154,16 +155,19 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     r.note(
         "write_bytes counts page-cache pages dirtied (each WAL append after an fsync, each \
          checkpoint write); ext4's own journal is not included. wchar counts write() bytes, HTTP \
-         responses included. Amortised = live ingest (daemon) + one 10-minute upkeep pass \
+         responses included. Amortised = live ingest (daemon) + one upkeep pass \
          (in-process) / 4000 snapshots.",
     );
     Ok(())
 }
 
-/// The 10-minute upkeep, and commit sizes, in-process; returns the upkeep's
+/// The upkeep, and commit sizes, in-process; returns the upkeep's
 /// bytes per snapshot.
 fn sweep(dir: &Path, r: &mut Results) -> Res<f64> {
-    println!("  in-process: {SWEEP_NODES} nodes with 2 h of history, then 10 minutes at 30 s");
+    println!(
+        "  in-process: {SWEEP_NODES} nodes with 2 h of history, then {} minutes at 30 s",
+        SWEEP_ROUNDS / 2
+    );
     let mut upkeep = 0.0;
     for (i, v) in VARIANTS.iter().enumerate() {
         let w = sweep_one(&dir.join(format!("sweep-{i}.db")), v)?;
@@ -222,7 +226,7 @@ struct Variant {
     group: usize,
     /// Consecutive snapshots of one node per request (50: a backfill batch).
     per_request: usize,
-    /// Also measure the 10-minute upkeep after this run.
+    /// Also measure the upkeep pass after this run.
     upkeep: bool,
 }
 
@@ -260,8 +264,8 @@ const VARIANTS: [Variant; 5] = [
 ];
 
 const SWEEP_NODES: usize = 200;
-/// 10 minutes at 30 s.
-const SWEEP_ROUNDS: usize = 20;
+/// One upkeep interval (cairnd's timer) at 30 s.
+const SWEEP_ROUNDS: usize = (UPKEEP_EVERY.as_secs() / 30) as usize;
 
 struct Swept {
     /// All bytes written (WAL appends and checkpoints) per snapshot.
@@ -272,7 +276,7 @@ struct Swept {
     upkeep: Option<Upkeep>,
 }
 
-/// Bytes per snapshot of one 10-minute upkeep pass, over 200 nodes x 20 snapshots.
+/// Bytes per snapshot of one upkeep pass, over 200 nodes x SWEEP_ROUNDS snapshots.
 struct Upkeep {
     rollup: f64,
     flush: f64,

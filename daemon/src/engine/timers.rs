@@ -1,11 +1,14 @@
 //! Periodic upkeep on the executor: rollups and the write-behind of nodes'
-//! latest snapshots every 10 minutes, retention and login-throttle pruning
+//! latest snapshots every 30 minutes, retention and login-throttle pruning
 //! every hour (each once at start too), and the alert engine's timer.
 
 /// Spacing of rollup passes and latest-snapshot flushes. History reads take
-/// the not-yet-rolled-up tail from raw samples, so this trades nothing
-/// visible for fewer, fuller page writes.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(600);
+/// the not-yet-rolled-up tail from raw samples, so charts lose nothing; the
+/// price is a longer raw tail per read. The gain: a pass writes several
+/// pages per node per rollup level whatever it adds (b-tree rebalancing),
+/// so 30-minute passes write 1.8 KB per snapshot where 10-minute ones
+/// wrote 4.2 KB (200 nodes at 30 s, docs/BENCHMARKS.md §4).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1800);
 
 use crate::app::Shared;
 use async_io::Timer;
