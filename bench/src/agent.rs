@@ -8,7 +8,7 @@
 //! on 127.0.0.1: binary size, RSS after K scrapes, CPU per scrape.
 
 use crate::harness::*;
-use cairnd::store::history::SEQ_MASK;
+use cairnd::store::history::RAW_OF_NODE;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -154,10 +154,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     let db = open_ro(&d.db_path())?;
     let count = || -> i64 {
         db.query_row(
-            &format!(
-                "SELECT count(*) FROM samples
-                 WHERE (ts_node & {SEQ_MASK}) = (SELECT seq FROM node_seq WHERE node_id = ?1)"
-            ),
+            &format!("SELECT count(*) FROM samples WHERE {RAW_OF_NODE}"),
             [&node],
             |x| x.get(0),
         )

@@ -10,7 +10,7 @@
 //! keep-alive connection (HTTP included).
 
 use crate::harness::*;
-use cairnd::store::history::{SEQ_MASK, TS_SHIFT};
+use cairnd::store::history::{RAW_OF_NODE, TS_SHIFT};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
         || {
             let oldest: Option<i64> = db
                 .query_row(
-                    &format!(
-                        "SELECT min(ts_node) >> {TS_SHIFT} FROM samples
-                         WHERE (ts_node & {SEQ_MASK}) = (SELECT seq FROM node_seq WHERE node_id = ?1)"
-                    ),
+                    &format!("SELECT min(ts_node) >> {TS_SHIFT} FROM samples WHERE {RAW_OF_NODE}"),
                     [&month_id],
                     |r| r.get(0),
                 )

@@ -105,6 +105,10 @@ impl Acc {
 pub const TS_SHIFT: i64 = 24;
 /// The bits of a raw sample's key that hold the node number.
 pub const SEQ_MASK: i64 = (1 << TS_SHIFT) - 1;
+/// Raw samples `s` with their node `q` (`q.node_id`), for SQL text.
+pub const RAW_WITH_NODE: &str = "samples s JOIN node_seq q ON q.seq = (s.ts_node & 16777215)";
+/// The raw samples of the node named by `?1`, for SQL text.
+pub const RAW_OF_NODE: &str = "(ts_node & 16777215) = (SELECT seq FROM node_seq WHERE node_id = ?1)";
 
 impl Store {
     /// The node's number in raw sample keys.
@@ -213,34 +217,33 @@ impl Store {
             let wm = self.rollup_watermark(t)?;
             let rollup_to = to.min(wm);
             if rollup_to > from {
-                let q = Query {
-                    table: t.name,
-                    is_rollup: true,
+                let w = Window {
                     metrics,
                     from,
                     to: rollup_to,
                     bucket,
                 };
                 for (i, node) in node_ids.iter().enumerate() {
-                    self.accumulate(&q, Some(node), &mut |_, b, row| buckets[i].merge(b, row))?;
+                    let source = Source::Rollup { table: t.name, node };
+                    self.accumulate(source, &w, &mut |_, b, row| buckets[i].merge(b, row))?;
                 }
                 raw_from = rollup_to.max(from);
             }
         }
         if raw_from < to {
-            let q = Query {
-                table: "samples",
-                is_rollup: false,
+            let w = Window {
                 metrics,
                 from: raw_from,
                 to,
                 bucket,
             };
             if let [node] = node_ids {
-                self.accumulate(&q, Some(node), &mut |_, b, row| buckets[0].merge(b, row))?;
+                self.accumulate(Source::Raw(Some(node)), &w, &mut |_, b, row| {
+                    buckets[0].merge(b, row)
+                })?;
             } else {
                 let index: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-                self.accumulate(&q, None, &mut |node, b, row| match index.get(node) {
+                self.accumulate(Source::Raw(None), &w, &mut |node, b, row| match index.get(node) {
                     Some(&i) => buckets[i].merge(b, row),
                     None => Ok(()),
                 })?;
@@ -253,20 +256,19 @@ impl Store {
             .collect())
     }
 
-    /// Streams `q`'s buckets, for one node or for every node (raw only), to
-    /// `each(node_id, bucket, row)`; the row holds sum, count, min and max
-    /// per metric from column 2 on.
+    /// Streams the buckets of `w` from `source` to `each(node_id, bucket,
+    /// row)`; the row holds sum, count, min and max per metric from column 2 on.
     fn accumulate(
         &self,
-        q: &Query,
-        node: Option<&str>,
+        source: Source,
+        w: &Window,
         each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         // Column names come from the METRICS constant, never from input.
         let mut cols = String::new();
-        for &m in q.metrics {
+        for &m in w.metrics {
             let name = METRICS[m];
-            if q.is_rollup {
+            if matches!(source, Source::Rollup { .. }) {
                 cols.push_str(&format!(
                     ", sum({name}_sum), sum({name}_n), min({name}_min), max({name}_max)"
                 ));
@@ -276,33 +278,35 @@ impl Store {
         }
         // One node names itself (no column read per row); a rollup is read
         // by its (node_id, ts) key range, raw samples by their time range.
-        let sql = match (q.is_rollup, node) {
-            (true, Some(_)) => format!(
-                "SELECT ?1, (ts / ?4) * ?4 AS b{cols} FROM {table}
-                 WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b",
-                table = q.table
+        let (sql, node) = match source {
+            Source::Rollup { table, node } => (
+                format!(
+                    "SELECT ?1, (ts / ?4) * ?4 AS b{cols} FROM {table}
+                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b"
+                ),
+                Some(node),
             ),
-            (false, Some(_)) => format!(
-                "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols} FROM samples
-                 WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
-                   AND (ts_node & {SEQ_MASK}) = (SELECT seq FROM node_seq WHERE node_id = ?1)
-                 GROUP BY b ORDER BY b"
+            Source::Raw(Some(node)) => (
+                format!(
+                    "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols} FROM samples
+                     WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
+                       AND {RAW_OF_NODE}
+                     GROUP BY b ORDER BY b"
+                ),
+                Some(node),
             ),
-            (false, None) => format!(
-                "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols}
-                 FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
-                 WHERE ?1 IS NULL AND s.ts_node >= (?2 << {TS_SHIFT}) AND s.ts_node < (?3 << {TS_SHIFT})
-                 GROUP BY q.node_id, b ORDER BY q.node_id, b"
-            ),
-            (true, None) => format!(
-                "SELECT node_id, (ts / ?4) * ?4 AS b{cols} FROM {table}
-                 WHERE ?1 IS NULL AND ts >= ?2 AND ts < ?3
-                 GROUP BY node_id, b ORDER BY node_id, b",
-                table = q.table
+            Source::Raw(None) => (
+                format!(
+                    "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols}
+                     FROM {RAW_WITH_NODE}
+                     WHERE ?1 IS NULL AND s.ts_node >= (?2 << {TS_SHIFT}) AND s.ts_node < (?3 << {TS_SHIFT})
+                     GROUP BY q.node_id, b ORDER BY q.node_id, b"
+                ),
+                None,
             ),
         };
         let mut st = self.conn.prepare_cached(&sql)?;
-        let mut rows = st.query(params![node, q.from, q.to, q.bucket])?;
+        let mut rows = st.query(params![node, w.from, w.to, w.bucket])?;
         while let Some(r) = rows.next()? {
             let node: String = r.get(0)?;
             each(&node, r.get(1)?, r)?;
@@ -311,11 +315,15 @@ impl Store {
     }
 }
 
-/// What `accumulate` reads: a rollup table or raw samples, the metrics, a
-/// window and a bucket width.
-struct Query<'a> {
-    table: &'a str,
-    is_rollup: bool,
+/// Where `accumulate` reads: one node's rows of a rollup table, or raw
+/// samples of one node or of every node (one scan for a fleet).
+enum Source<'a> {
+    Rollup { table: &'static str, node: &'a str },
+    Raw(Option<&'a str>),
+}
+
+/// What `accumulate` reads: the metrics, a window and a bucket width.
+struct Window<'a> {
     metrics: &'a [usize],
     from: i64,
     to: i64,
@@ -414,10 +422,7 @@ mod tests {
     impl Store {
         pub fn sample_count(&self, node_id: &str) -> rusqlite::Result<i64> {
             self.conn.query_row(
-                &format!(
-                    "SELECT count(*) FROM samples JOIN node_seq ON seq = (ts_node & {SEQ_MASK})
-                     WHERE node_id = ?1"
-                ),
+                &format!("SELECT count(*) FROM samples WHERE {RAW_OF_NODE}"),
                 [node_id],
                 |r| r.get(0),
             )
@@ -515,5 +520,11 @@ mod tests {
             s.points[0],
             vec![p(3.0, 3.0, 3.0), p(5.0, 5.0, 5.0), p(4.0, 2.0, 6.0), None]
         );
+    }
+
+    #[test]
+    fn sql_fragments_use_the_key_layout() {
+        assert!(RAW_WITH_NODE.contains(&format!("& {SEQ_MASK})")));
+        assert!(RAW_OF_NODE.contains(&format!("& {SEQ_MASK})")));
     }
 }

@@ -7,7 +7,7 @@
 //! only the full detail JSON may be up to one flush interval old until the
 //! node's next snapshot.
 
-use super::history::{Sample, SEQ_MASK, TS_SHIFT};
+use super::history::{Sample, RAW_WITH_NODE, TS_SHIFT};
 use super::Store;
 use rusqlite::params;
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ impl Store {
         // time-major table.
         let mut st = self.conn.prepare(&format!(
             "SELECT q.node_id, s.ts_node >> {TS_SHIFT}, {SAMPLE_COLS}
-             FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
+             FROM {RAW_WITH_NODE}
              WHERE s.ts_node >= (((SELECT coalesce(max(ts_node), 0) FROM samples) >> {TS_SHIFT}) - 3600) << {TS_SHIFT}
              ORDER BY s.ts_node"
         ))?;

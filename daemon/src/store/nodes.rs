@@ -1,6 +1,6 @@
 //! Nodes: identity, labels, agent tokens (hashed), latest snapshot, logs.
 
-use super::history::SEQ_MASK;
+use super::history::RAW_OF_NODE;
 use super::Store;
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
@@ -240,13 +240,8 @@ impl Store {
     pub fn delete_node(&mut self, id: &str) -> rusqlite::Result<bool> {
         self.forget_latest(id);
         let tx = self.begin()?;
-        self.conn.execute(
-            &format!(
-                "DELETE FROM samples WHERE (ts_node & {SEQ_MASK}) =
-                 (SELECT seq FROM node_seq WHERE node_id = ?1)"
-            ),
-            [id],
-        )?;
+        self.conn
+            .execute(&format!("DELETE FROM samples WHERE {RAW_OF_NODE}"), [id])?;
         let deleted = self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0;
         tx.commit()?;
         Ok(deleted)

@@ -4,7 +4,7 @@
 //! watermark) mark their node and time range dirty so exactly those buckets
 //! are recomputed. Retention deletes each level past its own age.
 
-use super::history::{METRICS, SEQ_MASK, TS_SHIFT};
+use super::history::{METRICS, RAW_WITH_NODE, TS_SHIFT};
 use super::Store;
 use rusqlite::{params, OptionalExtension};
 
@@ -146,7 +146,7 @@ fn rollup_select(t: &RollupTable, scope: Scope) -> String {
         format!(
             "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
              SELECT node_id, ((s.ts_node >> {TS_SHIFT}) / {res}) * {res} AS b{aggs}
-             FROM samples s JOIN node_seq q ON q.seq = (s.ts_node & {SEQ_MASK})
+             FROM {RAW_WITH_NODE}
              WHERE s.ts_node >= (?1 << {TS_SHIFT}) AND s.ts_node < (?2 << {TS_SHIFT}){node}
              GROUP BY node_id, b"
         )
