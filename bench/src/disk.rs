@@ -20,7 +20,7 @@
 
 use crate::harness::*;
 use crate::ingest::drive;
-use cairnd::engine::ingest::{insert_item, to_item, Item};
+use cairnd::engine::ingest::{insert_item, to_item, Detail, Item};
 use cairnd::engine::timers::UPKEEP_EVERY;
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
@@ -345,7 +345,7 @@ fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
         store.insert_node(&NewNode::agent(id, 30), now).map_err(err)?;
     }
     let item = |node: usize, ts: i64| -> Res<Item> {
-        to_item(snapshot(node, ts), None, "", now).map_err(|e| e.message)
+        to_item(snapshot(node, ts), Detail::Modelled, "", now).map_err(|e| e.message)
     };
     // Two hours of history, rolled up, latest snapshots written: a daemon
     // that has been running. Live data then starts ahead of the watermarks.
@@ -361,7 +361,12 @@ fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
         for (n, id) in ids.iter().enumerate() {
             let it = item(n, t_hist + k * 30 + offset(n))?;
             store_request(&mut store, id, std::slice::from_ref(&it))?;
-            store.note_latest(id, it.ts, it.latest.clone(), it.sample.clone());
+            store.note_latest(
+                id,
+                it.ts,
+                it.latest.clone().unwrap_or_default(),
+                it.sample.clone(),
+            );
         }
         if k % 20 == 19 {
             store.conn.execute_batch("COMMIT").map_err(err)?;
@@ -405,7 +410,12 @@ fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
                 commits += 1;
                 in_commit = 0;
                 for (n, it) in pending.drain(..) {
-                    store.note_latest(&ids[n], it.ts, it.latest.clone(), it.sample.clone());
+                    store.note_latest(
+                        &ids[n],
+                        it.ts,
+                        it.latest.clone().unwrap_or_default(),
+                        it.sample.clone(),
+                    );
                 }
             }
         }

@@ -19,7 +19,7 @@
 //! of a request (plus rollup dirty marks, system info, latest snapshot).
 
 use crate::harness::*;
-use cairnd::engine::ingest::{insert_item, to_item, Item};
+use cairnd::engine::ingest::{insert_item, to_item, Detail, Item};
 use cairnd::store::nodes::NewNode;
 use cairnd::store::Store;
 use std::path::Path;
@@ -220,6 +220,9 @@ fn phases(
 }
 
 pub fn run(env: &Env, r: &mut Results) -> Res<()> {
+    if env.opt("ingest-parse-only", false) {
+        return parse_cost(r);
+    }
     let n = env.opt("ingest-nodes", 200usize);
     // As configured out of the box (1 s commit window), then with commits
     // back to back (CAIRN_COMMIT_WINDOW_MS=0): what the machinery can take.
@@ -235,26 +238,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     )?;
     let rate = |d: &Drive| d.acked as f64 / d.elapsed.as_secs_f64();
 
-    // What parsing and validating costs per snapshot, in-process (the executor does it).
-    let now = unix_now();
-    for (name, body, count, reps) in [
-        ("single", single_body(0, now - 60), 1, 5000),
-        (
-            "batch50",
-            batch_body(0, (0..BATCH as i64).map(|j| now - 86400 + j * 30)),
-            BATCH,
-            200,
-        ),
-    ] {
-        let t = Instant::now();
-        for _ in 0..reps {
-            let items = cairnd::engine::ingest::parse_native(&body, now).map_err(|e| e.message)?;
-            assert_eq!(items.len(), count);
-        }
-        let us = t.elapsed().as_secs_f64() * 1e6 / (reps * count) as f64;
-        r.info(&format!("ingest.{name}.parse_validate_per_snapshot"), us, "µs");
-    }
-    r.info("ingest.single.body_bytes", single_body(0, now).len() as f64, "B");
+    parse_cost(r)?;
 
     // The window-0 run's snapshots, in the same order, straight into a Store.
     let dir = env.fresh_dir("ingest-raw")?;
@@ -356,7 +340,7 @@ fn raw_ceiling(
             let (node, ts) = &reqs[i];
             let items = ts
                 .iter()
-                .map(|&t| to_item(snapshot(*node, t), None, "", now).map_err(|e| e.message))
+                .map(|&t| to_item(snapshot(*node, t), Detail::Modelled, "", now).map_err(|e| e.message))
                 .collect::<Res<Vec<Item>>>()?;
             count += items.len();
             chunk.push((&ids[*node], items));
@@ -383,11 +367,41 @@ fn raw_ceiling(
         if full {
             for (id, items) in &chunk {
                 if let Some(last) = items.last() {
-                    store.note_latest(id, last.ts, last.latest.clone(), last.sample.clone());
+                    store.note_latest(
+                        id,
+                        last.ts,
+                        last.latest.clone().unwrap_or_default(),
+                        last.sample.clone(),
+                    );
                 }
             }
         }
         timed += t.elapsed();
     }
     Ok((stored, rows, timed))
+}
+
+/// What parsing and validating costs per snapshot, in-process (the blocking
+/// pool does it, two bodies at a time). `--ingest-parse-only true` runs this alone.
+pub fn parse_cost(r: &mut Results) -> Res<()> {
+    let now = unix_now();
+    for (name, body, count, reps) in [
+        ("single", single_body(0, now - 60), 1, 5000),
+        (
+            "batch50",
+            batch_body(0, (0..BATCH as i64).map(|j| now - 86400 + j * 30)),
+            BATCH,
+            200,
+        ),
+    ] {
+        let t = Instant::now();
+        for _ in 0..reps {
+            let items = cairnd::engine::ingest::parse_native(&body, now).map_err(|e| e.message)?;
+            assert_eq!(items.len(), count);
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / (reps * count) as f64;
+        r.info(&format!("ingest.{name}.parse_validate_per_snapshot"), us, "µs");
+    }
+    r.info("ingest.single.body_bytes", single_body(0, now).len() as f64, "B");
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! queued in a single transaction and only then answers each request, so an
 //! acknowledged snapshot is always on disk and many agents share one fsync.
 
+pub use super::native_body::parse_native;
 use crate::app::{Ctx, Shared};
 use crate::clock;
 use crate::engine::validate;
@@ -23,8 +24,10 @@ pub struct Item {
     pub sample: Sample,
     pub disks: Vec<DiskSample>,
     pub nets: Vec<NetSample>,
-    /// The snapshot as the node's "latest" (JSON text).
-    pub latest: String,
+    /// The snapshot as the node's "latest" (JSON text). `None` for the
+    /// older snapshots of a batch: only a request's newest one can become
+    /// the latest, and 500 copies of the rest were most of a backfill's memory.
+    pub latest: Option<String>,
     pub system: (String, String, String),
     /// CPU cores, for load per core (0: unknown).
     pub cores: u32,
@@ -156,7 +159,13 @@ fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, us
     // not news: it is neither the latest nor evaluated.
     newest.retain(|&(i, j)| {
         let (node_id, item) = (&batch[i].node_id, &batch[i].items[j]);
-        store.note_latest(node_id, item.ts, item.latest.clone(), item.sample.clone())
+        // The parser gives its detail to the first of a request's newest
+        // snapshots, which is the one stored here unless it was a duplicate;
+        // then the node already showed it, and an older item is not news.
+        let Some(json) = &item.latest else {
+            return false;
+        };
+        store.note_latest(node_id, item.ts, json.clone(), item.sample.clone())
     });
     (results, newest)
 }
@@ -244,68 +253,31 @@ pub async fn parse_off_executor<T: Send + 'static>(
     smol::unblock(move || parse(&body)).await
 }
 
-/// A cairn-agent body: one snapshot or `{"snapshots": [...]}`.
-pub fn parse_native(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
-    let value = parse_json(body)?;
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
-    if let Some(list) = obj.remove("snapshots") {
-        let Value::Array(list) = list else {
-            return Err(ApiError::field("snapshots", "must be an array"));
-        };
-        if list.is_empty() {
-            return Err(ApiError::field("snapshots", "is empty"));
-        }
-        if list.len() > cairn_wire::MAX_BATCH {
-            return Err(ApiError::field(
-                "snapshots",
-                format!(
-                    "has {} entries; at most {} per request",
-                    list.len(),
-                    cairn_wire::MAX_BATCH
-                ),
-            ));
-        }
-        list.into_iter()
-            .enumerate()
-            .map(|(i, v)| native_item(v, &format!("snapshots[{i}]."), now))
-            .collect()
-    } else {
-        Ok(vec![native_item(Value::Object(obj), "", now)?])
-    }
+/// What an item keeps as the node's latest detail.
+pub enum Detail {
+    /// This JSON (the client's, which may carry collectors we do not model yet).
+    Json(Value),
+    /// The snapshot as modelled.
+    Modelled,
+    /// Nothing: an older snapshot of a batch.
+    Skip,
 }
 
-fn native_item(v: Value, prefix: &str, now: i64) -> Result<Item, ApiError> {
-    if !v.is_object() {
-        return Err(ApiError::field(
-            prefix.trim_end_matches('.'),
-            "must be a JSON object",
-        ));
-    }
-    let snap: Snapshot = serde_path_to_error::deserialize(&v).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::field(&format!("{prefix}{path}"), e.into_inner())
-    })?;
-    to_item(snap, Some(v), prefix, now)
-}
-
-/// Validates a snapshot and derives its stored rows. `raw` is the JSON to keep
-/// as the node's latest (it may carry collectors we do not model yet).
-pub fn to_item(snap: Snapshot, raw: Option<Value>, prefix: &str, now: i64) -> Result<Item, ApiError> {
-    let tpath = format!("{prefix}timestamp");
+/// Validates a snapshot and derives its stored rows.
+pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result<Item, ApiError> {
+    let tfield = |msg: String| ApiError::field(&format!("{prefix}timestamp"), msg);
     if snap.timestamp.is_empty() {
-        return Err(ApiError::field(&tpath, "is required (RFC 3339 UTC)"));
+        return Err(tfield("is required (RFC 3339 UTC)".into()));
     }
-    let ts = clock::parse_iso8601(&snap.timestamp).map_err(|e| ApiError::field(&tpath, e))?;
+    let ts = clock::parse_iso8601(&snap.timestamp).map_err(tfield)?;
     if ts > now + MAX_FUTURE_S {
-        return Err(ApiError::field(
-            &tpath,
-            format!("is {} s in the future; check the agent's clock", ts - now),
-        ));
+        return Err(tfield(format!(
+            "is {} s in the future; check the agent's clock",
+            ts - now
+        )));
     }
     if ts < 946_684_800 {
-        return Err(ApiError::field(&tpath, "is before the year 2000"));
+        return Err(tfield("is before the year 2000".into()));
     }
     validate::snapshot(&snap, prefix)?;
     let sample = sample_of(ts, &snap);
@@ -328,9 +300,10 @@ pub fn to_item(snap: Snapshot, raw: Option<Value>, prefix: &str, now: i64) -> Re
             tx: n.tx_bytes_per_s,
         })
         .collect();
-    let latest = match raw {
-        Some(v) => v.to_string(),
-        None => serde_json::to_string(&snap).unwrap_or_default(),
+    let latest = match detail {
+        Detail::Json(v) => Some(v.to_string()),
+        Detail::Modelled => serde_json::to_string(&snap).ok(),
+        Detail::Skip => None,
     };
     Ok(Item {
         ts,

@@ -77,7 +77,7 @@ pub fn start(interval: Duration) -> async_channel::Receiver<Snapshot> {
 pub async fn feed(shared: Shared, node_id: String, rx: async_channel::Receiver<Snapshot>) {
     while let Ok(snap) = rx.recv().await {
         let now = crate::clock::now();
-        let item = match ingest::to_item(snap, None, "", now) {
+        let item = match ingest::to_item(snap, ingest::Detail::Modelled, "", now) {
             Ok(item) => item,
             Err(e) => {
                 log::warn!("local snapshot rejected: {}", e.message);

@@ -8,6 +8,7 @@ pub mod heartbeats;
 pub mod ingest;
 pub mod labwatch;
 pub mod local;
+pub mod native_body;
 pub mod notify;
 pub mod outbox;
 pub mod suppress;

@@ -347,7 +347,7 @@ impl Alerting {
                         sample: l.sample.clone(),
                         disks: signals::latest_disks(l.json.as_deref()),
                         nets: Vec::new(),
-                        latest: String::new(),
+                        latest: None,
                         system: Default::default(),
                         cores: signals::latest_cores(l.json.as_deref()),
                     };

@@ -1,0 +1,260 @@
+//! cairn-agent ingest bodies: one snapshot, or `{"snapshots": [...]}`.
+//!
+//! Two parsers with one outcome. The checked one builds a JSON tree first,
+//! so that any fault is named by its field; it costs a tree ~10x the body
+//! and a re-serialised copy of every snapshot. The direct one, tried first,
+//! deserialises each snapshot straight from its slice of the body and keeps
+//! the detail JSON of the newest only. It gives up on anything unusual
+//! (any error, escaped keys, deep nesting, an empty or oversized batch)
+//! and the checked parser then decides, so a body is accepted or refused,
+//! and with which message, exactly as the checked parser alone would.
+
+use super::ingest::{parse_json, to_item, Detail, Item};
+use crate::http::ApiError;
+use cairn_wire::Snapshot;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+pub fn parse_native(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
+    match parse_direct(body, now) {
+        Some(items) => Ok(items),
+        None => parse_checked(body, now),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default)]
+    snapshots: Option<Vec<&'a RawValue>>,
+}
+
+/// Deeper than this, the direct parser leaves the body to the checked one
+/// (whose JSON tree refuses nesting past 128 levels).
+const DIRECT_MAX_DEPTH: usize = 64;
+
+fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
+    if !nesting_within(body, DIRECT_MAX_DEPTH) {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    // serde reads a struct from an array too; the checked parser does not.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    // One pass over the body finds the batch, if any, and checks its syntax.
+    let top: Top = serde_json::from_str(text).ok()?;
+    let Some(raws) = top.snapshots else {
+        // `"snapshots": null` is a batch gone wrong, not a snapshot.
+        if text.contains("\"snapshots\"") {
+            return None;
+        }
+        let snap: Snapshot = serde_json::from_str(text).ok()?;
+        let detail: Value = serde_json::from_str(text).ok()?;
+        return Some(vec![to_item(snap, Detail::Json(detail), "", now).ok()?]);
+    };
+    if raws.is_empty() || raws.len() > cairn_wire::MAX_BATCH {
+        return None;
+    }
+    let mut items = Vec::with_capacity(raws.len());
+    for raw in &raws {
+        if !raw.get().starts_with('{') {
+            return None;
+        }
+        let snap: Snapshot = serde_json::from_str(raw.get()).ok()?;
+        items.push(to_item(snap, Detail::Skip, "", now).ok()?);
+    }
+    // The first of the newest: the one ingest stores as the node's latest.
+    let newest = (0..items.len()).rev().max_by_key(|&i| items[i].ts)?;
+    let detail: Value = serde_json::from_str(raws[newest].get()).ok()?;
+    items[newest].latest = Some(detail.to_string());
+    Some(items)
+}
+
+/// Whether no object or array in `body` nests deeper than `limit`.
+fn nesting_within(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Through a JSON tree: slower, and names the field at fault.
+fn parse_checked(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
+    let value = parse_json(body)?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    let Some(list) = obj.remove("snapshots") else {
+        let v = Value::Object(obj);
+        let snap = checked_snapshot(&v, "")?;
+        return Ok(vec![to_item(snap, Detail::Json(v), "", now)?]);
+    };
+    let Value::Array(list) = list else {
+        return Err(ApiError::field("snapshots", "must be an array"));
+    };
+    if list.is_empty() {
+        return Err(ApiError::field("snapshots", "is empty"));
+    }
+    if list.len() > cairn_wire::MAX_BATCH {
+        return Err(ApiError::field(
+            "snapshots",
+            format!(
+                "has {} entries; at most {} per request",
+                list.len(),
+                cairn_wire::MAX_BATCH
+            ),
+        ));
+    }
+    let mut items = Vec::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        let prefix = format!("snapshots[{i}].");
+        let snap = checked_snapshot(v, &prefix)?;
+        items.push(to_item(snap, Detail::Skip, &prefix, now)?);
+    }
+    // Same detail as the direct parser: the first of the newest keeps it.
+    if let Some(newest) = (0..items.len()).rev().max_by_key(|&i| items[i].ts) {
+        items[newest].latest = Some(list[newest].to_string());
+    }
+    Ok(items)
+}
+
+fn checked_snapshot(v: &Value, prefix: &str) -> Result<Snapshot, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::field(
+            prefix.trim_end_matches('.'),
+            "must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::field(&format!("{prefix}{path}"), e.into_inner())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_445_400; // 2026-11-23T14:50:00Z
+
+    fn same(a: &[Item], b: &[Item]) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    const BATCH: &str = r#"{"snapshots":[
+        {"timestamp":"2026-11-23T14:48:00Z","cpu":{"total_percent":10},"docker":{"n":1}},
+        {"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":20},"docker":{"n":2}},
+        {"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":30},"docker":{"n":3}},
+        {"timestamp":"2026-11-23T14:47:00Z","disks":[{"mount":"/","used_percent":5}]}]}"#;
+
+    #[test]
+    fn the_direct_parser_gives_what_the_checked_one_gives() {
+        let single = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5},"zfs":null}"#;
+        let escaped_key = br#"{"timestamp":"2026-11-23T14:49:00Z","\u0063pu":{"total_percent":3}}"#;
+        for body in [&single[..], BATCH.as_bytes(), &escaped_key[..]] {
+            let direct = parse_direct(body, NOW).expect("a plain body takes the direct path");
+            let checked = parse_checked(body, NOW).unwrap();
+            assert!(same(&direct, &checked), "{direct:?}\n!=\n{checked:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_first_newest_snapshot_keeps_its_detail() {
+        let items = parse_native(BATCH.as_bytes(), NOW).unwrap();
+        let kept: Vec<usize> = (0..items.len()).filter(|&i| items[i].latest.is_some()).collect();
+        assert_eq!(kept, [1]);
+        let detail = items[1].latest.as_deref().unwrap();
+        assert!(detail.contains(r#""docker":{"n":2}"#), "{detail}");
+    }
+
+    #[test]
+    fn unusual_bodies_are_left_to_the_checked_parser() {
+        let deep = format!(
+            r#"{{"timestamp":"2026-11-23T14:49:00Z","x":{}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let cases = [
+            // A duplicate key: the tree keeps the last value.
+            r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":1},"cpu":{"total_percent":2}}"#
+                .to_string(),
+            deep,
+            r#"{"snapshots":null}"#.to_string(),
+            r#"{"snapshots":[]}"#.to_string(),
+            r#"{"snapshots":[1]}"#.to_string(),
+            r#"[[{"timestamp":"2026-11-23T14:49:00Z"}]]"#.to_string(),
+            r#"{"snapshots":null,"timestamp":"2026-11-23T14:49:00Z"}"#.to_string(),
+            r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":150}}"#.to_string(),
+        ];
+        for body in &cases {
+            assert!(parse_direct(body.as_bytes(), NOW).is_none(), "{body}");
+            let (a, b) = (
+                parse_native(body.as_bytes(), NOW),
+                parse_checked(body.as_bytes(), NOW),
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{body}");
+        }
+        let dup = parse_native(cases[0].as_bytes(), NOW).unwrap();
+        assert_eq!(dup[0].sample.values[0], Some(2.0));
+    }
+
+    /// Mutated bodies: whenever the direct parser accepts one, the checked
+    /// parser accepts it too, with the same items.
+    #[test]
+    fn the_direct_parser_never_accepts_what_the_checked_one_refuses() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = b"{}[]\":,0123456789.-eE \\nulltrue\x00\xff";
+        let (mut direct_ok, rounds) = (0, 20_000);
+        for _ in 0..rounds {
+            let mut b = BATCH.as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(b.len());
+                match next(3) {
+                    0 => b[at] = alphabet[next(alphabet.len())],
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, alphabet[next(alphabet.len())]),
+                }
+            }
+            if let Some(direct) = parse_direct(&b, NOW) {
+                direct_ok += 1;
+                let checked = parse_checked(&b, NOW).unwrap_or_else(|e| {
+                    panic!(
+                        "direct accepted, checked refused ({e:?}): {}",
+                        String::from_utf8_lossy(&b)
+                    )
+                });
+                assert!(same(&direct, &checked), "{}", String::from_utf8_lossy(&b));
+            }
+        }
+        // The mutations must leave some bodies valid, or this proves nothing.
+        assert!(direct_ok > rounds / 20, "only {direct_ok} mutated bodies parsed");
+    }
+}
