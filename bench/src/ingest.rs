@@ -384,24 +384,41 @@ fn raw_ceiling(
 /// What parsing and validating costs per snapshot, in-process (the blocking
 /// pool does it, two bodies at a time). `--ingest-parse-only true` runs this alone.
 pub fn parse_cost(r: &mut Results) -> Res<()> {
+    use cairnd::engine::native_body::{parse_checked, parse_native};
+    type Parser = fn(&[u8], i64) -> Result<Vec<Item>, cairnd::http::ApiError>;
     let now = unix_now();
-    for (name, body, count, reps) in [
-        ("single", single_body(0, now - 60), 1, 5000),
-        (
-            "batch50",
-            batch_body(0, (0..BATCH as i64).map(|j| now - 86400 + j * 30)),
-            BATCH,
-            200,
-        ),
-    ] {
-        let t = Instant::now();
-        for _ in 0..reps {
-            let items = cairnd::engine::ingest::parse_native(&body, now).map_err(|e| e.message)?;
-            assert_eq!(items.len(), count);
+    let single = single_body(0, now - 60);
+    let batch = batch_body(0, (0..BATCH as i64).map(|j| now - 86400 + j * 30));
+    // Rounds alternate the two parsers so that machine noise hits both.
+    let mut took = [[0f64; 2]; 2];
+    for _ in 0..5 {
+        for (k, parser) in [parse_native as Parser, parse_checked as Parser]
+            .into_iter()
+            .enumerate()
+        {
+            for (j, (body, count, reps)) in [(&single, 1, 1000), (&batch, BATCH, 40)].into_iter().enumerate()
+            {
+                let t = Instant::now();
+                for _ in 0..reps {
+                    let items = parser(body, now).map_err(|e| e.message)?;
+                    assert_eq!(items.len(), count);
+                }
+                took[k][j] += t.elapsed().as_secs_f64() * 1e6 / (5 * reps * count) as f64;
+            }
         }
-        let us = t.elapsed().as_secs_f64() * 1e6 / (reps * count) as f64;
-        r.info(&format!("ingest.{name}.parse_validate_per_snapshot"), us, "µs");
     }
-    r.info("ingest.single.body_bytes", single_body(0, now).len() as f64, "B");
+    for (j, name) in ["single", "batch50"].into_iter().enumerate() {
+        r.info(
+            &format!("ingest.{name}.parse_validate_per_snapshot"),
+            took[0][j],
+            "µs",
+        );
+        r.info(
+            &format!("ingest.{name}.parse_validate_per_snapshot_through_a_tree"),
+            took[1][j],
+            "µs",
+        );
+    }
+    r.info("ingest.single.body_bytes", single.len() as f64, "B");
     Ok(())
 }
