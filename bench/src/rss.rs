@@ -9,14 +9,29 @@
 //! again.
 
 use crate::harness::*;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-fn mem(r: &mut Results, d: &Daemon, prefix: &str, target: bool) {
+/// cairnd's /metrics gauge `name` in MiB.
+fn gauge(d: &Daemon, token: &str, name: &str) -> Option<f64> {
+    let (_, text) = d.http().get("/metrics", Some(token)).ok()?;
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    Some(line.rsplit(' ').next()?.parse::<f64>().ok()? / 1048576.0)
+}
+
+fn mem(r: &mut Results, d: &Daemon, token: &str, prefix: &str, target: bool) {
     let pid = d.pid();
     let rss = status_kb(pid, "VmRSS").unwrap_or(0);
     if target {
-        r.target(&format!("{prefix}.vmrss"), mib(rss), "MiB", 20.0, true);
+        // The issue says 20 MB: 20 x 10^6 bytes, 19.07 MiB.
+        r.target(
+            &format!("{prefix}.vmrss"),
+            mib(rss),
+            "MiB",
+            20.0e6 / 1048576.0,
+            true,
+        );
     } else {
         r.info(&format!("{prefix}.vmrss"), mib(rss), "MiB");
     }
@@ -36,6 +51,15 @@ fn mem(r: &mut Results, d: &Daemon, prefix: &str, target: bool) {
         })
         .unwrap_or(0.0);
     r.info(&format!("{prefix}.threads"), threads, "");
+    // SQLite allocates through libc's malloc, not Rust's allocator.
+    for (key, name) in [
+        ("sqlite_memory", "cairnd_sqlite_memory_bytes"),
+        ("sqlite_memory_highwater", "cairnd_sqlite_memory_highwater_bytes"),
+    ] {
+        if let Some(v) = gauge(d, token, name) {
+            r.info(&format!("{prefix}.{key}"), v, "MiB");
+        }
+    }
 }
 
 pub fn run(env: &Env, r: &mut Results) -> Res<()> {
@@ -43,6 +67,9 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     let hours = env.opt("rss-hours", 24.0f64);
     let batch = env.opt("rss-batch", 500usize);
     let workers = env.opt("rss-workers", 16usize);
+    if env.opt("rss-live-only", false) {
+        return live_only(env, r);
+    }
     let dir = env.fresh_dir("rss")?;
     let mut d = env.start_daemon(&dir, &[])?;
     r.info(
@@ -97,7 +124,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     );
     r.info("rss.rollup_pass", pass.as_secs_f64(), "s");
     std::thread::sleep(Duration::from_secs(3));
-    mem(r, &d, "rss.after_backfill_and_rollup", true);
+    mem(r, &d, &admin, "rss.after_backfill_and_rollup", true);
 
     // Check the history really is there (24 h of the last node from the 1m rollup).
     let (id, _) = &agents[nodes - 1];
@@ -116,11 +143,47 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     );
     let db = d.db_path();
     r.info("rss.db_bytes", mib(db_bytes(&db)), "MiB");
+    let saved = serde_json::to_string(&agents).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("agents.json"), saved).map_err(|e| format!("saving agents.json: {e}"))?;
 
-    // Steady state: a restart on the same data, then live operation: every
-    // node reports every 30 s (spread evenly) and a dashboard polls the node
-    // list and the fleet chart every 10 s, through at least one rollup pass.
+    // Steady state: a restart on the same data, then live operation.
     d.restart()?;
+    steady_state(env, r, &mut d, &agents)?;
+    r.note(format!(
+        "{nodes} nodes x {hours} h at 30 s = {} snapshots; VmHWM after the backfill includes \
+         {workers} concurrent {batch}-snapshot requests",
+        nodes * slots
+    ));
+    d.stop()?;
+    Ok(())
+}
+
+/// `--rss-live-only true`: the steady state alone, on a copy of the data the
+/// last full run left in <work>/rss (for quick experiments on the live
+/// phase; the gap since that run makes every node go offline first).
+fn live_only(env: &Env, r: &mut Results) -> Res<()> {
+    let from = env.work.join("rss");
+    let agents: Vec<(String, String)> = std::fs::read_to_string(from.join("agents.json"))
+        .map_err(|e| format!("{}: {e} (run the full rss part once first)", from.display()))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))?;
+    let dir = env.fresh_dir("rss-live")?;
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from.join("data"))
+        .arg(&dir)
+        .status()
+        .map_err(|e| format!("cp: {e}"))?;
+    if !ok.success() {
+        return Err(format!("copying {} failed", from.display()));
+    }
+    let mut d = env.start_daemon(&dir, &[])?;
+    steady_state(env, r, &mut d, &agents)?;
+    d.stop()
+}
+
+/// Every node reports every 30 s (spread evenly) and a dashboard polls the
+/// node list and the fleet chart every 10 s, then VmRSS.
+fn steady_state(env: &Env, r: &mut Results, d: &mut Daemon, agents: &[(String, String)]) -> Res<()> {
     let admin = d.admin_token()?;
     let live_s = env.opt("rss-live-seconds", 65u64);
     let dashboards = AtomicU64::new(0);
@@ -137,18 +200,12 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
                 std::thread::sleep(Duration::from_secs(10));
             }
         });
-        posted = live(&d, &agents, live_s as f64, 30.0);
+        posted = live(d, agents, live_s as f64, 30.0);
     });
     println!(
         "  restarted; {live_s} s of live operation: {posted} snapshots, {} dashboard refreshes",
         dashboards.into_inner()
     );
-    mem(r, &d, "rss.restarted_live", false);
-    r.note(format!(
-        "{nodes} nodes x {hours} h at 30 s = {} snapshots; VmHWM after the backfill includes \
-         {workers} concurrent {batch}-snapshot requests",
-        nodes * slots
-    ));
-    d.stop()?;
+    mem(r, d, &admin, "rss.restarted_live", false);
     Ok(())
 }

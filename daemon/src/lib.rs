@@ -2,6 +2,7 @@
 //! tools can drive the real store and engines. `src/main.rs` only calls
 //! [`run_cli`].
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -33,6 +33,19 @@ fn prometheus_exposition_has_latest_values_per_node() {
         "{}",
         r.text
     );
+    // cairnd's own memory: SQLite's share (its page cache is never empty
+    // after a query) within the whole resident set.
+    let gauge = |name: &str| -> f64 {
+        let line = r.text.lines().find(|l| l.starts_with(&format!("{name} ")));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {}", r.text))
+    };
+    let (sqlite, rss) = (
+        gauge("cairnd_sqlite_memory_bytes"),
+        gauge("process_resident_memory_bytes"),
+    );
+    assert!(sqlite > 0.0 && sqlite < rss, "sqlite {sqlite} rss {rss}");
+    assert!(gauge("cairnd_sqlite_memory_highwater_bytes") >= sqlite);
     // Every sample line is `name{labels} number`.
     for line in r.text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();

@@ -92,5 +92,47 @@ pub fn metrics(ctx: &mut Ctx, _: &Call) -> ApiResult {
             }
         }
     }
+    daemon_memory(&mut out);
     Ok(Reply::text(200, "text/plain; version=0.0.4; charset=utf-8", out))
+}
+
+/// cairnd's own memory: what a Raspberry Pi owner watches, and how the
+/// benchmarks tell SQLite's share (its own malloc calls, outside Rust's
+/// allocator) from the rest.
+fn daemon_memory(out: &mut String) {
+    // SAFETY: plain reads of SQLite's global memory counters.
+    let (used, high) = unsafe {
+        (
+            rusqlite::ffi::sqlite3_memory_used(),
+            rusqlite::ffi::sqlite3_memory_highwater(0),
+        )
+    };
+    for (name, help, v) in [
+        (
+            "cairnd_sqlite_memory_bytes",
+            "Heap memory SQLite holds (page cache, statements, sorts)",
+            used,
+        ),
+        (
+            "cairnd_sqlite_memory_highwater_bytes",
+            "Most heap memory SQLite has held since start",
+            high,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    if let Some(rss) = resident_bytes() {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory of cairnd\n\
+             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    Some(pages * page as u64)
 }

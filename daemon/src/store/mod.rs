@@ -13,6 +13,7 @@ pub mod maintenance;
 pub mod nodes;
 pub mod rollup;
 pub mod schema;
+pub mod sqlite_alloc;
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -62,13 +63,16 @@ impl Store {
         // it, so a power cut loses only requests that were never answered.
         // Group commit (engine::ingest) keeps the fsync count low. Temporary
         // sorts (rollup GROUP BY over a large backfill) stay on SQLite's
-        // default file-backed temp store so memory stays bounded.
+        // default file-backed temp store so memory stays bounded. The page
+        // cache is SQLite's default 2 MB: pages it drops are still in the
+        // OS's cache, and 4 MB was a fifth of the 20 MB memory target
+        // (docs/BENCHMARKS.md §2).
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-4000;",
+             PRAGMA cache_size=-2000;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         // Room for every statement the ingest and auth paths cache (the
