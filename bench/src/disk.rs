@@ -231,7 +231,7 @@ fn wal_by_table(db: &Path, r: &mut Results) -> Res<()> {
         at += 24 + page;
     }
     let mut by: Vec<(String, usize)> = count.into_iter().collect();
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|x| std::cmp::Reverse(x.1));
     let list: Vec<String> = by.iter().map(|(n, k)| format!("{n} {k}")).collect();
     let line = format!(
         "live WAL: {frames} frames in {commits} commits ({:.2} per commit): {}",
