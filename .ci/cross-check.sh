@@ -9,6 +9,8 @@
 #   `cairnd version`    must exit 0; what it prints must start "cairnd <version>"
 #   .ci/dist-e2e.py     each arch's agent enrolls with the amd64 cairnd, delivers
 #                       a snapshot (node online) and exits 0 on SIGTERM
+#   the e2e suite       tests/ run against the amd64 static cairnd and agent
+#                       (CAIRN_E2E_BIN_DIR)
 #
 # Environment: CROSS_TARGETS (default "x86_64 aarch64 armv7"), CROSS_OUT
 # (default dist), CROSS_SKIP_SETUP=1 to skip cross/setup.sh, CROSS_BUILD_ARGS
@@ -132,6 +134,22 @@ if [ -x "$OUT/amd64/cairnd" ]; then
     done <"$TMP/e2e"
     reported="$(grep -c '^PASS \|^FAIL ' "$TMP/e2e" || true)"
     [ "$reported" -ge "${#ARCHES[@]}" ] || bad "dist-e2e.py reported $reported of ${#ARCHES[@]} arches: $(tail -c 600 "$TMP/e2e")"
+fi
+
+# The whole end-to-end suite against the shipped amd64 binaries: their
+# allocator (dlmalloc with own mappings, SQLite routed through it) and libc
+# differ from the glibc debug builds the test command runs.
+if [ -x "$OUT/amd64/cairnd" ] && [ -x "$OUT/amd64/cairn-agent" ]; then
+    t0="$(now)"
+    rc=0
+    CAIRN_E2E_BIN_DIR="$OUT/amd64" cargo test -p cairn-e2e --locked >"$TMP/suite" 2>&1 || rc=$?
+    echo "TIME step=e2e-suite-static-amd64 seconds=$(elapsed "$t0")"
+    results="$(grep -E '^test result:' "$TMP/suite" | awk '{p += $4; f += $6} END {print p+0, f+0}')"
+    if [ "$rc" -eq 0 ]; then
+        ok "e2e suite on the static amd64 binaries: ${results% *} tests passed"
+    else
+        bad "e2e suite on the static amd64 binaries (exit $rc): $(grep -E 'FAILED|panicked' "$TMP/suite" | head -n 20)"
+    fi
 fi
 
 for t in $TARGETS; do

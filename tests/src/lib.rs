@@ -20,8 +20,12 @@ pub fn workspace() -> PathBuf {
 
 /// Path of a workspace binary, built once per test process (a no-op when
 /// cargo test already built it; needed because the binaries live in other
-/// packages).
+/// packages). `CAIRN_E2E_BIN_DIR` runs the suite against other builds
+/// instead (.ci/run: the static musl binaries that ship).
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAIRN_E2E_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
