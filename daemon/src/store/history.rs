@@ -265,33 +265,35 @@ impl Store {
         each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         // Column names come from the METRICS constant, never from input.
+        // One node's rows arrive in time order, so `Buckets::merge` folds
+        // them as they come: no GROUP BY, whose sorter cost more than the
+        // reads. A fleet's raw tail is grouped by SQLite (one row per node
+        // and bucket instead of one per sample).
         let mut cols = String::new();
         for &m in w.metrics {
             let name = METRICS[m];
-            if matches!(source, Source::Rollup { .. }) {
-                cols.push_str(&format!(
-                    ", sum({name}_sum), sum({name}_n), min({name}_min), max({name}_max)"
-                ));
-            } else {
-                cols.push_str(&format!(", sum({name}), count({name}), min({name}), max({name})"));
-            }
+            cols.push_str(&match source {
+                Source::Rollup { .. } => format!(", {name}_sum, {name}_n, {name}_min, {name}_max"),
+                Source::Raw(Some(_)) => format!(", {name}, {name} IS NOT NULL, {name}, {name}"),
+                Source::Raw(None) => format!(", sum({name}), count({name}), min({name}), max({name})"),
+            });
         }
         // One node names itself (no column read per row); a rollup is read
         // by its (node_id, ts) key range, raw samples by their time range.
         let (sql, node) = match source {
             Source::Rollup { table, node } => (
                 format!(
-                    "SELECT ?1, (ts / ?4) * ?4 AS b{cols} FROM {table}
-                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY b ORDER BY b"
+                    "SELECT ?1, (ts / ?4) * ?4{cols} FROM {table}
+                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts"
                 ),
                 Some(node),
             ),
             Source::Raw(Some(node)) => (
                 format!(
-                    "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols} FROM samples
+                    "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4{cols} FROM samples
                      WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
                        AND {RAW_OF_NODE}
-                     GROUP BY b ORDER BY b"
+                     ORDER BY ts_node"
                 ),
                 Some(node),
             ),

@@ -64,15 +64,15 @@ impl Store {
         // Group commit (engine::ingest) keeps the fsync count low. Temporary
         // sorts (rollup GROUP BY over a large backfill) stay on SQLite's
         // default file-backed temp store so memory stays bounded. The page
-        // cache is SQLite's default 2 MB: pages it drops are still in the
-        // OS's cache, and 4 MB was a fifth of the 20 MB memory target
-        // (docs/BENCHMARKS.md §2).
+        // cache is 4 MB: a 30-day chart of one node reads ~3.5 MB of 5-minute
+        // rollup pages, and with SQLite's default 2 MB its p99 doubled
+        // (docs/BENCHMARKS.md §2, §3).
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-2000;",
+             PRAGMA cache_size=-4000;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         // Room for every statement the ingest and auth paths cache (the
