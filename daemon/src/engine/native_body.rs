@@ -5,7 +5,7 @@
 //! and a re-serialised copy of every snapshot. The direct one, tried first,
 //! deserialises each snapshot straight from its slice of the body and keeps
 //! the detail JSON of the newest only. It gives up on anything unusual
-//! (any error, escaped keys, deep nesting, an empty or oversized batch)
+//! (any error, deep nesting, a `null`, empty or oversized batch)
 //! and the checked parser then decides, so a body is accepted or refused,
 //! and with which message, exactly as the checked parser alone would.
 
@@ -24,8 +24,15 @@ pub fn parse_native(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
 
 #[derive(serde::Deserialize)]
 struct Top<'a> {
-    #[serde(borrow, default)]
-    snapshots: Option<Vec<&'a RawValue>>,
+    /// Absent: one snapshot; `null`: a batch gone wrong; else the batch.
+    #[serde(borrow, default, deserialize_with = "present")]
+    snapshots: Option<Option<Vec<&'a RawValue>>>,
+}
+
+fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Vec<&'a RawValue>>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// Deeper than this, the direct parser leaves the body to the checked one
@@ -44,14 +51,11 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     // One pass over the body finds the batch, if any, and checks its syntax.
     let top: Top = serde_json::from_str(text).ok()?;
     let Some(raws) = top.snapshots else {
-        // `"snapshots": null` is a batch gone wrong, not a snapshot.
-        if text.contains("\"snapshots\"") {
-            return None;
-        }
         let snap: Snapshot = serde_json::from_str(text).ok()?;
         let detail: Value = serde_json::from_str(text).ok()?;
         return Some(vec![to_item(snap, Detail::Json(detail), "", now).ok()?]);
     };
+    let raws = raws?;
     if raws.is_empty() || raws.len() > cairn_wire::MAX_BATCH {
         return None;
     }
@@ -205,6 +209,7 @@ mod tests {
             r#"{"snapshots":[1]}"#.to_string(),
             r#"[[{"timestamp":"2026-11-23T14:49:00Z"}]]"#.to_string(),
             r#"{"snapshots":null,"timestamp":"2026-11-23T14:49:00Z"}"#.to_string(),
+            r#"{"\u0073napshots":null,"timestamp":"2026-11-23T14:49:00Z"}"#.to_string(),
             r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":150}}"#.to_string(),
         ];
         for body in &cases {
