@@ -13,9 +13,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// cairnd's /metrics gauge `name` in MiB.
-fn gauge(d: &Daemon, token: &str, name: &str) -> Option<f64> {
-    let (_, text) = d.http().get("/metrics", Some(token)).ok()?;
+/// Gauge `name` of a /metrics exposition, in MiB.
+fn gauge(text: &str, name: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
     Some(line.rsplit(' ').next()?.parse::<f64>().ok()? / 1048576.0)
 }
@@ -51,12 +50,17 @@ fn mem(r: &mut Results, d: &Daemon, token: &str, prefix: &str, target: bool) {
         })
         .unwrap_or(0.0);
     r.info(&format!("{prefix}.threads"), threads, "");
-    // SQLite allocates through libc's malloc, not Rust's allocator.
+    // SQLite's share, read after VmRSS (the reply itself allocates).
+    let text = d
+        .http()
+        .get("/metrics", Some(token))
+        .map(|(_, t)| t)
+        .unwrap_or_default();
     for (key, name) in [
         ("sqlite_memory", "cairnd_sqlite_memory_bytes"),
         ("sqlite_memory_highwater", "cairnd_sqlite_memory_highwater_bytes"),
     ] {
-        if let Some(v) = gauge(d, token, name) {
+        if let Some(v) = gauge(&text, name) {
             r.info(&format!("{prefix}.{key}"), v, "MiB");
         }
     }

@@ -116,24 +116,23 @@ impl Serialize for ByMetric<'_> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.metrics.len()))?;
         for (&m, pts) in self.metrics.iter().zip(self.points) {
-            map.serialize_entry(METRICS[m], &Stats(pts))?;
+            let stats = Stats {
+                avg: Pick(pts, |p| p.avg),
+                min: Pick(pts, |p| p.min),
+                max: Pick(pts, |p| p.max),
+            };
+            map.serialize_entry(METRICS[m], &stats)?;
         }
         map.end()
     }
 }
 
 /// One metric's buckets as three arrays, null where a bucket has no value.
-struct Stats<'a>(&'a [Option<Point>]);
-
-impl Serialize for Stats<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("avg", &Pick(self.0, |p| p.avg))?;
-        map.serialize_entry("min", &Pick(self.0, |p| p.min))?;
-        map.serialize_entry("max", &Pick(self.0, |p| p.max))?;
-        map.end()
-    }
+#[derive(Serialize)]
+struct Stats<'a> {
+    avg: Pick<'a>,
+    min: Pick<'a>,
+    max: Pick<'a>,
 }
 
 /// One field of every bucket.

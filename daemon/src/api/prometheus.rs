@@ -97,8 +97,8 @@ pub fn metrics(ctx: &mut Ctx, _: &Call) -> ApiResult {
 }
 
 /// cairnd's own memory: what a Raspberry Pi owner watches, and how the
-/// benchmarks tell SQLite's share (its own malloc calls, outside Rust's
-/// allocator) from the rest.
+/// benchmarks tell SQLite's share (page cache, statements, sorts) from the
+/// rest.
 fn daemon_memory(out: &mut String) {
     // SAFETY: plain reads of SQLite's global memory counters.
     let (used, high) = unsafe {

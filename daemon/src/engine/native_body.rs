@@ -67,11 +67,16 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
         let snap: Snapshot = serde_json::from_str(raw.get()).ok()?;
         items.push(to_item(snap, Detail::Skip, "", now).ok()?);
     }
-    // The first of the newest: the one ingest stores as the node's latest.
-    let newest = (0..items.len()).rev().max_by_key(|&i| items[i].ts)?;
+    let newest = first_newest(&items)?;
     let detail: Value = serde_json::from_str(raws[newest].get()).ok()?;
     items[newest].latest = Some(detail.to_string());
     Some(items)
+}
+
+/// The item that keeps its detail JSON: the first of the newest, which is
+/// the one ingest stores as the node's latest (both parsers pick it here).
+fn first_newest(items: &[Item]) -> Option<usize> {
+    (0..items.len()).rev().max_by_key(|&i| items[i].ts)
 }
 
 /// Whether no object or array in `body` nests deeper than `limit`.
@@ -136,8 +141,7 @@ pub fn parse_checked(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
         let snap = checked_snapshot(v, &prefix)?;
         items.push(to_item(snap, Detail::Skip, &prefix, now)?);
     }
-    // Same detail as the direct parser: the first of the newest keeps it.
-    if let Some(newest) = (0..items.len()).rev().max_by_key(|&i| items[i].ts) {
+    if let Some(newest) = first_newest(&items) {
         items[newest].latest = Some(list[newest].to_string());
     }
     Ok(items)
