@@ -3,7 +3,8 @@
 use crate::app::{Call, Ctx};
 use crate::clock;
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::store::history::{metric_index, Point, METRICS};
+use crate::store::history::{metric_index, Fleet, Point, METRICS};
+use crate::store::nodes::Node;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -186,26 +187,20 @@ pub fn charts(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let (from, to) = window(call, now)?;
     let nodes = ctx.store.nodes()?;
     let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-    let series = ctx
+    let fleet = ctx
         .store
         .history_many(&ids, &metrics, from, to, MAX_CHART_POINTS, now)?;
-    // Serialised straight from the series: a fleet of 500 nodes is ~100k
+    // Serialised straight from the buckets: a fleet of 500 nodes is ~100k
     // points, which as a JSON value tree cost several times the body.
     let chart = Chart {
         metric: METRICS[metrics[0]],
         from: clock::rfc3339(from),
         to: clock::rfc3339(to),
-        resolution_s: series.first().map(|s| s.resolution_s).unwrap_or(0),
-        nodes: nodes
-            .iter()
-            .zip(&series)
-            .map(|(n, s)| ChartNode {
-                id: &n.id,
-                name: &n.name,
-                timestamps: Stamps(&s.timestamps),
-                avg: Pick(&s.points[0], |p| p.avg),
-            })
-            .collect(),
+        resolution_s: if ids.is_empty() { 0 } else { fleet.resolution_s },
+        nodes: ChartNodes {
+            nodes: &nodes,
+            fleet: &fleet,
+        },
     };
     Ok(Reply::ok(&chart))
 }
@@ -216,15 +211,50 @@ struct Chart<'a> {
     from: String,
     to: String,
     resolution_s: i64,
-    nodes: Vec<ChartNode<'a>>,
+    nodes: ChartNodes<'a>,
+}
+
+/// `[{"id", "name", "timestamps", "avg"}, ...]`, one per node, in order.
+struct ChartNodes<'a> {
+    nodes: &'a [Node],
+    fleet: &'a Fleet,
+}
+
+impl Serialize for ChartNodes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.nodes.iter().enumerate().map(|(i, n)| ChartNode {
+            id: &n.id,
+            name: &n.name,
+            timestamps: FleetStamps(self.fleet, i),
+            avg: FleetAvg(self.fleet, i),
+        }))
+    }
 }
 
 #[derive(Serialize)]
 struct ChartNode<'a> {
     id: &'a str,
     name: &'a str,
-    timestamps: Stamps<'a>,
-    avg: Pick<'a>,
+    timestamps: FleetStamps<'a>,
+    avg: FleetAvg<'a>,
+}
+
+/// One node's bucket times in the fleet, as RFC 3339 strings.
+struct FleetStamps<'a>(&'a Fleet, usize);
+
+impl Serialize for FleetStamps<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.timestamps(self.1).map(clock::rfc3339))
+    }
+}
+
+/// One node's averages of the chart's one metric, null where none.
+struct FleetAvg<'a>(&'a Fleet, usize);
+
+impl Serialize for FleetAvg<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.points(self.1, 0).map(|p| p.map(|p| p.avg)))
+    }
 }
 
 /// Unix seconds written as RFC 3339 strings.

@@ -184,8 +184,8 @@ impl Store {
         max_points: i64,
         now: i64,
     ) -> rusqlite::Result<Series> {
-        let mut all = self.history_many(&[node_id], metrics, from, to, max_points, now)?;
-        Ok(all.pop().unwrap_or_default())
+        let one = self.history_many(&[node_id], metrics, from, to, max_points, now)?;
+        Ok(one.series(0))
     }
 
     /// `history` for several nodes at once, in `node_ids` order. Each node's
@@ -200,7 +200,7 @@ impl Store {
         to: i64,
         max_points: i64,
         now: i64,
-    ) -> rusqlite::Result<Vec<Series>> {
+    ) -> rusqlite::Result<Fleet> {
         let span = (to - from).max(1);
         // Buckets are aligned to multiples of their width, so a window can touch
         // one more bucket than span/width: size for max_points - 1.
@@ -211,7 +211,7 @@ impl Store {
             Some(t) => needed.max(t.resolution_s),
             None => needed.max(1),
         };
-        let mut buckets: Vec<Buckets> = (0..node_ids.len()).map(|_| Buckets::new(metrics.len())).collect();
+        let mut grid = Fleet::new(node_ids.len(), metrics.len(), from, to, bucket);
         let mut raw_from = from;
         if let Some(t) = table {
             let wm = self.rollup_watermark(t)?;
@@ -225,7 +225,7 @@ impl Store {
                 };
                 for (i, node) in node_ids.iter().enumerate() {
                     let source = Source::Rollup { table: t.name, node };
-                    self.accumulate(source, &w, &mut |_, b, row| buckets[i].merge(b, row))?;
+                    self.accumulate(source, &w, &mut |_, b, row| grid.merge(i, b, row))?;
                 }
                 raw_from = rollup_to.max(from);
             }
@@ -239,21 +239,18 @@ impl Store {
             };
             if let [node] = node_ids {
                 self.accumulate(Source::Raw(Some(node)), &w, &mut |_, b, row| {
-                    buckets[0].merge(b, row)
+                    grid.merge(0, b, row)
                 })?;
             } else {
                 let index: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, n)| (*n, i)).collect();
                 self.accumulate(Source::Raw(None), &w, &mut |node, b, row| match index.get(node) {
-                    Some(&i) => buckets[i].merge(b, row),
+                    Some(&i) => grid.merge(i, b, row),
                     None => Ok(()),
                 })?;
             }
         }
-        let source = table.map(|t| t.label).unwrap_or("raw");
-        Ok(buckets
-            .into_iter()
-            .map(|b| b.into_series(source, bucket))
-            .collect())
+        grid.source = table.map(|t| t.label).unwrap_or("raw");
+        Ok(grid)
     }
 
     /// Streams the buckets of `w` from `source` to `each(node_id, bucket,
@@ -265,8 +262,8 @@ impl Store {
         each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         // Column names come from the METRICS constant, never from input.
-        // One node's rows arrive in time order, so `Buckets::merge` folds
-        // them as they come: no GROUP BY, whose sorter cost more than the
+        // `Fleet::merge` folds rows into their bucket as they come, so one
+        // node's rows need no GROUP BY, whose sorter cost more than the
         // reads. A fleet's raw tail is grouped by SQLite (one row per node
         // and bucket instead of one per sample).
         let mut cols = String::new();
@@ -332,68 +329,81 @@ struct Window<'a> {
     bucket: i64,
 }
 
-/// One node's buckets in time order, flat: a fleet chart holds every
-/// node's at once (500 nodes x 200 buckets), so no allocation per bucket.
-struct Buckets {
+/// Every node's buckets on one grid of `slots` aligned buckets from `first`:
+/// one dense allocation however many nodes (a fleet chart of 500 nodes x 200
+/// buckets is ~3 MB; as per-node vectors it was 1,000 allocations that the
+/// allocator kept after the reply, most of cairnd's steady-state heap).
+pub struct Fleet {
+    pub source: &'static str,
+    pub resolution_s: i64,
     metrics: usize,
-    ts: Vec<i64>,
-    /// `metrics` accumulators per entry of `ts`.
+    first: i64,
+    slots: usize,
+    /// Per node and slot: whether any row fell into it (a row whose metrics
+    /// are all null still makes a bucket, answered as null).
+    seen: Vec<bool>,
+    /// `metrics` accumulators per node and slot.
     accs: Vec<Acc>,
 }
 
-impl Buckets {
-    fn new(metrics: usize) -> Buckets {
-        Buckets {
+impl Fleet {
+    fn new(nodes: usize, metrics: usize, from: i64, to: i64, bucket: i64) -> Fleet {
+        let first = from.div_euclid(bucket) * bucket;
+        let slots = ((to - 1).div_euclid(bucket) * bucket - first) / bucket + 1;
+        let slots = slots.max(1) as usize;
+        Fleet {
+            source: "raw",
+            resolution_s: bucket,
             metrics,
-            ts: Vec::new(),
-            accs: Vec::new(),
+            first,
+            slots,
+            seen: vec![false; nodes * slots],
+            accs: vec![Acc::default(); nodes * slots * metrics],
         }
     }
 
     /// Adds one bucket row of `accumulate` (sum, count, min, max per metric
-    /// from column 2). Rows come in time order (rollup rows, then the raw
-    /// tail, each sorted by bucket), so this appends or adds to the last
-    /// bucket; anything else is placed by search.
-    fn merge(&mut self, b: i64, r: &rusqlite::Row) -> rusqlite::Result<()> {
-        let at = match self.ts.last() {
-            Some(&last) if last == b => self.ts.len() - 1,
-            Some(&last) if last > b => match self.ts.binary_search(&b) {
-                Ok(i) => i,
-                Err(i) => {
-                    self.ts.insert(i, b);
-                    let at = i * self.metrics;
-                    self.accs
-                        .splice(at..at, std::iter::repeat_n(Acc::default(), self.metrics));
-                    i
-                }
-            },
-            _ => {
-                self.ts.push(b);
-                self.accs
-                    .extend(std::iter::repeat_n(Acc::default(), self.metrics));
-                self.ts.len() - 1
-            }
+    /// from column 2) to node `node`'s bucket starting at `b`, in any order.
+    fn merge(&mut self, node: usize, b: i64, r: &rusqlite::Row) -> rusqlite::Result<()> {
+        let slot = (b - self.first).div_euclid(self.resolution_s);
+        let Some(slot) = usize::try_from(slot).ok().filter(|s| *s < self.slots) else {
+            // Rows come from [from, to), whose buckets are all on the grid.
+            return Ok(());
         };
-        let accs = &mut self.accs[at * self.metrics..(at + 1) * self.metrics];
-        add_row(accs, r)
+        let at = node * self.slots + slot;
+        self.seen[at] = true;
+        add_row(&mut self.accs[at * self.metrics..(at + 1) * self.metrics], r)
     }
 
-    fn into_series(self, source: &'static str, resolution_s: i64) -> Series {
-        let points = (0..self.metrics)
-            .map(|m| {
-                self.accs
-                    .iter()
-                    .skip(m)
-                    .step_by(self.metrics.max(1))
-                    .map(Acc::point)
-                    .collect()
-            })
-            .collect();
+    /// Node `node`'s (bucket start, slot index) for every bucket with a row.
+    fn buckets(&self, node: usize) -> impl Iterator<Item = (i64, usize)> + '_ {
+        let base = node * self.slots;
+        (0..self.slots)
+            .filter(move |s| self.seen[base + s])
+            .map(move |s| (self.first + s as i64 * self.resolution_s, base + s))
+    }
+
+    /// Start times of node `node`'s buckets.
+    pub fn timestamps(&self, node: usize) -> impl Iterator<Item = i64> + '_ {
+        self.buckets(node).map(|(ts, _)| ts)
+    }
+
+    /// The `metric`-th requested metric of node `node`, aligned with
+    /// `timestamps`; None where a bucket has no value.
+    pub fn points(&self, node: usize, metric: usize) -> impl Iterator<Item = Option<Point>> + '_ {
+        self.buckets(node)
+            .map(move |(_, at)| self.accs[at * self.metrics + metric].point())
+    }
+
+    /// Node `node`'s buckets as an owned series.
+    pub fn series(&self, node: usize) -> Series {
         Series {
-            source,
-            resolution_s,
-            timestamps: self.ts,
-            points,
+            source: self.source,
+            resolution_s: self.resolution_s,
+            timestamps: self.timestamps(node).collect(),
+            points: (0..self.metrics)
+                .map(|m| self.points(node, m).collect())
+                .collect(),
         }
     }
 }
@@ -483,8 +493,8 @@ mod tests {
         s.roll_up(now - 40 * 60).unwrap();
         let ids = ["n2", "n3", "n1"];
         for (from, points) in [(now - 6 * 3600, 200), (now - 1800, 200), (now - 6 * 3600, 1000)] {
-            let many = s.history_many(&ids, &[0], from, now, points, now).unwrap();
-            assert_eq!(many.len(), 3);
+            let fleet = s.history_many(&ids, &[0], from, now, points, now).unwrap();
+            let many: Vec<Series> = (0..ids.len()).map(|i| fleet.series(i)).collect();
             for (id, got) in ids.iter().zip(&many) {
                 let one = s.history(id, &[0], from, now, points, now).unwrap();
                 assert_eq!(got.timestamps, one.timestamps, "{id} from {from}");
@@ -511,11 +521,16 @@ mod tests {
             )
             .unwrap();
         let mut rows = st.query([]).unwrap();
-        let mut b = Buckets::new(1);
+        let mut b = Fleet::new(2, 1, 0, 150, 30);
         while let Some(r) = rows.next().unwrap() {
-            b.merge(r.get(1).unwrap(), r).unwrap();
+            b.merge(1, r.get(1).unwrap(), r).unwrap();
         }
-        let s = b.into_series("raw", 30);
+        assert_eq!(
+            b.series(0).timestamps,
+            Vec::<i64>::new(),
+            "the other node is untouched"
+        );
+        let s = b.series(1);
         assert_eq!(s.timestamps, vec![0, 30, 60, 120]);
         let p = |avg, min, max| Some(Point { avg, min, max });
         assert_eq!(
