@@ -207,8 +207,11 @@ impl Store {
         let slots = (max_points - 1).max(1);
         let needed = (span + slots - 1) / slots;
         let table = rollup::pick_source(needed, (from, to), now, &self.retention());
+        // A rollup's buckets are whole multiples of its resolution: 87 s
+        // buckets over 1-minute rows would hold one row or two by turns,
+        // and the chart would saw-tooth with the count.
         let bucket = match table {
-            Some(t) => needed.max(t.resolution_s),
+            Some(t) => (needed.max(1) + t.resolution_s - 1) / t.resolution_s * t.resolution_s,
             None => needed.max(1),
         };
         let mut grid = Fleet::new(node_ids.len(), metrics.len(), from, to, bucket);
@@ -473,6 +476,24 @@ mod tests {
         let p = h.points[0][1].unwrap();
         assert!((p.avg - 4.5).abs() < 1e-9, "avg {}", p.avg);
         assert_eq!((p.min, p.max), (0.0, 9.0));
+    }
+
+    #[test]
+    fn rollup_buckets_are_whole_multiples_of_the_rollup() {
+        let mut s = store_with_node();
+        let now = 10 * 86400;
+        for ts in (now - 26 * 3600..now).step_by(30) {
+            s.insert_sample("n1", &sample(ts, 50.0), &[], &[]).unwrap();
+        }
+        s.roll_up(now).unwrap();
+        // 24 h in at most 1,000 points needs 87 s per point: from 1-minute
+        // rows that is 2 minutes, every bucket two rows wide.
+        let h = s.history("n1", &[0], now - 86400, now, 1000, now).unwrap();
+        assert_eq!((h.source, h.resolution_s), ("1m", 120));
+        assert_eq!(h.timestamps.len(), 720);
+        assert!(h.timestamps.windows(2).all(|w| w[1] - w[0] == 120));
+        let h = s.history("n1", &[0], now - 86400, now, 200, now).unwrap();
+        assert_eq!((h.source, h.resolution_s), ("5m", 600));
     }
 
     #[test]
