@@ -177,12 +177,10 @@ impl Store {
     }
 
     pub fn user_by_id(&self, id: i64) -> rusqlite::Result<Option<User>> {
+        // Every session-authenticated request: cached, as below.
         self.conn
-            .query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
-                [id],
-                user_row,
-            )
+            .prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))?
+            .query_row([id], user_row)
             .optional()
     }
 
@@ -237,20 +235,20 @@ impl Store {
 
     pub fn session_by_hash(&self, token_hash: &str, now: i64) -> rusqlite::Result<Option<(Session, String)>> {
         self.conn
-            .query_row(
-                &format!("SELECT {SESSION_COLS}, token_hash FROM sessions WHERE token_hash = ?1 AND expires_at > ?2"),
-                params![token_hash, now],
-                |r| Ok((session_row(r)?, r.get::<_, String>(8)?)),
-            )
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLS}, token_hash FROM sessions WHERE token_hash = ?1 AND expires_at > ?2"
+            ))?
+            .query_row(params![token_hash, now], |r| {
+                Ok((session_row(r)?, r.get::<_, String>(8)?))
+            })
             .optional()
     }
 
     /// Touches last_used_at at most once a minute to spare writes.
     pub fn touch_session(&self, id: i64, now: i64) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2 - 60",
-            params![id, now],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE sessions SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2 - 60")?
+            .execute(params![id, now])?;
         Ok(())
     }
 
@@ -304,11 +302,10 @@ impl Store {
 
     pub fn api_token_by_hash(&self, token_hash: &str) -> rusqlite::Result<Option<(ApiToken, String)>> {
         self.conn
-            .query_row(
-                &format!("SELECT {TOKEN_COLS}, token_hash FROM api_tokens WHERE token_hash = ?1"),
-                [token_hash],
-                |r| Ok((token_row(r)?, r.get::<_, String>(8)?)),
-            )
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLS}, token_hash FROM api_tokens WHERE token_hash = ?1"
+            ))?
+            .query_row([token_hash], |r| Ok((token_row(r)?, r.get::<_, String>(8)?)))
             .optional()
     }
 

@@ -265,10 +265,12 @@ impl Store {
         each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
         // Column names come from the METRICS constant, never from input.
-        // `Fleet::merge` folds rows into their bucket as they come, so one
-        // node's rows need no GROUP BY, whose sorter cost more than the
-        // reads. A fleet's raw tail is grouped by SQLite (one row per node
-        // and bucket instead of one per sample).
+        // `Fleet::merge` folds rows into their bucket in any order, so one
+        // node's rows need no GROUP BY (whose sorter cost more than the
+        // reads) and no ORDER BY: with a range bound to parameters, an ORDER
+        // BY made SQLite re-prepare the statement at every execution. A
+        // fleet's raw tail is grouped by SQLite (one row per node and bucket
+        // instead of one per sample).
         let mut cols = String::new();
         for &m in w.metrics {
             let name = METRICS[m];
@@ -284,7 +286,7 @@ impl Store {
             Source::Rollup { table, node } => (
                 format!(
                     "SELECT ?1, (ts / ?4) * ?4{cols} FROM {table}
-                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts"
+                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3"
                 ),
                 Some(node),
             ),
@@ -292,8 +294,7 @@ impl Store {
                 format!(
                     "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4{cols} FROM samples
                      WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
-                       AND {RAW_OF_NODE}
-                     ORDER BY ts_node"
+                       AND {RAW_OF_NODE}"
                 ),
                 Some(node),
             ),
@@ -302,7 +303,7 @@ impl Store {
                     "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4 AS b{cols}
                      FROM {RAW_WITH_NODE}
                      WHERE ?1 IS NULL AND s.ts_node >= (?2 << {TS_SHIFT}) AND s.ts_node < (?3 << {TS_SHIFT})
-                     GROUP BY q.node_id, b ORDER BY q.node_id, b"
+                     GROUP BY q.node_id, b"
                 ),
                 None,
             ),
@@ -310,8 +311,13 @@ impl Store {
         let mut st = self.conn.prepare_cached(&sql)?;
         let mut rows = st.query(params![node, w.from, w.to, w.bucket])?;
         while let Some(r) = rows.next()? {
-            let node: String = r.get(0)?;
-            each(&node, r.get(1)?, r)?;
+            // A one-node source knows its node; a fleet's row names it
+            // (borrowed from the row, not copied).
+            let name = match node {
+                Some(n) => n,
+                None => r.get_ref(0)?.as_str()?,
+            };
+            each(name, r.get(1)?, r)?;
         }
         Ok(())
     }

@@ -129,11 +129,8 @@ impl Store {
     pub fn node(&self, id: &str) -> rusqlite::Result<Option<Node>> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
-                [id],
-                node_row,
-            )
+            .prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"))?
+            .query_row([id], node_row)
             .optional()?
             .map(|n| self.overlay(n)))
     }

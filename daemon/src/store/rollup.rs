@@ -286,13 +286,11 @@ impl Store {
     /// queries until their buckets are recomputed; history reads call this
     /// first so a chart never shows a gap that the data does not have.
     pub fn settle_rollups(&mut self, now: i64) -> rusqlite::Result<()> {
+        // Before every history read: cached.
         let dirty: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT 1 FROM settings WHERE key LIKE 'dirty:%' LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT 1 FROM settings WHERE key LIKE 'dirty:%' LIMIT 1")?
+            .query_row([], |r| r.get(0))
             .optional()?;
         if dirty.is_some() {
             self.roll_up(now)?;
