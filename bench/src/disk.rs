@@ -250,7 +250,7 @@ fn table_sizes(db: &Path, r: &mut Results) -> Res<()> {
         .query_row("PRAGMA page_size", [], |x| x.get(0))
         .map_err(|e| e.to_string())?;
     r.info("disk.page_size", page as f64, "B");
-    for table in ["samples", "disk_samples", "net_samples", "rollup_1m", "nodes"] {
+    for table in ["samples", "rollup_1m", "nodes"] {
         let (pages, payload): (i64, i64) = c
             .query_row(
                 "SELECT count(*), coalesce(sum(payload), 0) FROM dbstat WHERE name = ?1",

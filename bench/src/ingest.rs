@@ -297,8 +297,8 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     }
     r.note(format!(
         "{n} client threads (one keep-alive connection each) share the machine's CPUs with cairnd; \
-         a snapshot is one samples row, plus disk_samples and net_samples rows for the first \
-         snapshot of each node in each 5-minute bucket"
+         a snapshot is one samples row, with per-mount and per-interface detail in the row of the \
+         first snapshot of each node in each 5-minute bucket"
     ));
     Ok(())
 }

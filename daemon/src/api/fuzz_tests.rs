@@ -775,14 +775,24 @@ fn assert_nothing_non_finite_stored(store: &mut Store) -> BTreeMap<&'static str,
     let mut counts = BTreeMap::new();
     let metric_cols: Vec<String> = METRICS.iter().map(|m| m.to_string()).collect();
     counts.insert("samples", assert_table_finite(store, "samples", &metric_cols));
-    counts.insert(
-        "disk_samples",
-        assert_table_finite(store, "disk_samples", &["used_percent".to_string()]),
-    );
-    counts.insert(
-        "net_samples",
-        assert_table_finite(store, "net_samples", &["rx".to_string(), "tx".to_string()]),
-    );
+    let details: Vec<String> = store
+        .conn
+        .prepare("SELECT detail FROM samples WHERE detail IS NOT NULL")
+        .expect("detail query")
+        .query_map([], |r| r.get(0))
+        .expect("detail rows")
+        .collect::<Result<_, _>>()
+        .expect("detail rows");
+    for text in &details {
+        // serde_json refuses NaN/Infinity literals, so this also catches them.
+        let v: Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("samples.detail is not JSON ({e}): {text}"));
+        assert!(
+            all_numbers_finite(&v),
+            "samples.detail holds a non-finite number: {text}"
+        );
+    }
+    counts.insert("samples_with_detail", details.len());
     // Rollups are sums of samples: they must not overflow either.
     store.roll_up(crate::clock::now()).expect("rollups");
     let rollup_cols: Vec<String> = METRICS

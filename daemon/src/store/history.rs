@@ -50,6 +50,25 @@ pub struct NetSample {
     pub tx: f64,
 }
 
+/// The `detail` column of a samples row: per-mount and per-interface
+/// figures, `{"disks": [[mount, used_percent, used_bytes, total_bytes], ...],
+/// "net": [[interface, rx_bytes_per_s, tx_bytes_per_s], ...]}`, or None when
+/// the snapshot carries neither (engine::ingest passes them for one snapshot
+/// per node per 5 minutes). Kept in the row rather than in tables of their
+/// own: the row's page is written by the commit anyway, and the separate
+/// tables cost a third of the live WAL frames (docs/BENCHMARKS.md §4).
+fn sample_detail(disks: &[DiskSample], nets: &[NetSample]) -> Option<String> {
+    if disks.is_empty() && nets.is_empty() {
+        return None;
+    }
+    let disks: Vec<_> = disks
+        .iter()
+        .map(|d| (&d.mount, d.used_percent, d.used_bytes, d.total_bytes))
+        .collect();
+    let nets: Vec<_> = nets.iter().map(|n| (&n.interface, n.rx, n.tx)).collect();
+    serde_json::to_string(&serde_json::json!({"disks": disks, "net": nets})).ok()
+}
+
 /// One aggregated point.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Point {
@@ -130,13 +149,14 @@ impl Store {
     ) -> rusqlite::Result<bool> {
         let mut st = self.conn.prepare_cached(&format!(
             "INSERT OR IGNORE INTO samples (ts_node, cpu, memory, swap, load1, load5, load15, disk,
-                 temperature, net_rx, net_tx, disk_read, disk_write)
-             SELECT (?2 << {TS_SHIFT}) | seq, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+                 temperature, net_rx, net_tx, disk_read, disk_write, detail)
+             SELECT (?2 << {TS_SHIFT}) | seq, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
              FROM node_seq WHERE node_id = ?1"
         ))?;
         let v = &s.values;
+        let detail = sample_detail(disks, nets);
         let inserted = st.execute(params![
-            node_id, s.ts, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]
+            node_id, s.ts, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], detail
         ])? > 0;
         if !inserted {
             if self.node_seq(node_id)?.is_none() {
@@ -147,28 +167,6 @@ impl Store {
                 ));
             }
             return Ok(false);
-        }
-        // Per-mount and per-interface detail is passed only for some
-        // snapshots (engine::ingest keeps one per node per 5 minutes).
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO disk_samples (node_id, ts, mount, used_percent, used_bytes, total_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for d in disks {
-            st.execute(params![
-                node_id,
-                s.ts,
-                d.mount,
-                d.used_percent,
-                d.used_bytes as i64,
-                d.total_bytes as i64
-            ])?;
-        }
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO net_samples (node_id, ts, interface, rx, tx) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for n in nets {
-            st.execute(params![node_id, s.ts, n.interface, n.rx, n.tx])?;
         }
         Ok(true)
     }
@@ -454,6 +452,39 @@ mod tests {
         let mut values = [None; 12];
         values[0] = Some(cpu);
         Sample { ts, values }
+    }
+
+    #[test]
+    fn detail_is_kept_in_the_sample_row_only_when_given() {
+        let s = store_with_node();
+        let disks = [DiskSample {
+            mount: "/".into(),
+            used_percent: 12.5,
+            used_bytes: 100,
+            total_bytes: 800,
+        }];
+        let nets = [NetSample {
+            interface: "eth0".into(),
+            rx: 1.5,
+            tx: 2.5,
+        }];
+        s.insert_sample("n1", &sample(100, 1.0), &disks, &nets).unwrap();
+        s.insert_sample("n1", &sample(130, 1.0), &[], &[]).unwrap();
+        let rows: Vec<Option<String>> = s
+            .conn
+            .prepare("SELECT detail FROM samples ORDER BY ts_node")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                Some(r#"{"disks":[["/",12.5,100,800]],"net":[["eth0",1.5,2.5]]}"#.to_string()),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -306,11 +306,6 @@ impl Store {
             &format!("DELETE FROM samples WHERE ts_node < (?1 << {TS_SHIFT})"),
             [now - r.raw_s],
         )?;
-        for table in ["disk_samples", "net_samples"] {
-            n += self
-                .conn
-                .execute(&format!("DELETE FROM {table} WHERE ts < ?1"), [now - r.raw_s])?;
-        }
         for t in TABLES.iter() {
             n += self.conn.execute(
                 &format!("DELETE FROM {} WHERE ts < ?1", t.name),

@@ -375,6 +375,28 @@ const LATER: &[&str] = &[
     DROP TABLE samples;
     ALTER TABLE samples_v7 RENAME TO samples;
     "#,
+    // 8: per-mount and per-interface detail moves into the samples row it
+    // was taken with (store::history::sample_detail has the format). Its own
+    // time-major tables made every commit that carried detail append to two
+    // more tables' last pages: a third of the live WAL frames for a tenth
+    // of the rows (BENCHMARKS §4).
+    r#"
+    ALTER TABLE samples ADD COLUMN detail TEXT;
+    CREATE TEMP TABLE detail_v8 AS
+        SELECT k, json_object(
+            'disks', json((SELECT json_group_array(json_array(d.mount, d.used_percent, d.used_bytes, d.total_bytes))
+                           FROM disk_samples d WHERE d.ts = x.ts AND d.node_id = x.node_id)),
+            'net', json((SELECT json_group_array(json_array(n.interface, n.rx, n.tx))
+                         FROM net_samples n WHERE n.ts = x.ts AND n.node_id = x.node_id))) AS detail
+        FROM (SELECT DISTINCT (t.ts << 24) | q.seq AS k, t.ts, t.node_id
+              FROM (SELECT ts, node_id FROM disk_samples UNION SELECT ts, node_id FROM net_samples) t
+              JOIN node_seq q ON q.node_id = t.node_id) x;
+    UPDATE samples SET detail = (SELECT detail FROM detail_v8 WHERE k = samples.ts_node)
+        WHERE ts_node IN (SELECT k FROM detail_v8);
+    DROP TABLE detail_v8;
+    DROP TABLE disk_samples;
+    DROP TABLE net_samples;
+    "#,
 ];
 
 /// Rollup tables share one shape; created in code so the column list has a
@@ -440,7 +462,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 7);
+        assert_eq!(v, 8);
     }
 
     #[test]
@@ -498,5 +520,54 @@ mod tests {
             .query_row("SELECT seq FROM node_seq WHERE node_id = 'c'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(seq, 3, "AUTOINCREMENT never reuses a deleted node's number");
+    }
+
+    #[test]
+    fn per_mount_and_interface_detail_moves_into_its_sample_row_in_version_8() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        migrate_up_to(&mut conn, 7).unwrap();
+        conn.execute_batch(
+            "INSERT INTO nodes (id, name, hostname, kind, interval_s, created_at)
+                 VALUES ('a', 'a', 'a', 'agent', 30, 0);
+             INSERT INTO node_seq (node_id) VALUES ('a');
+             INSERT INTO samples (ts_node, cpu) VALUES ((1000 << 24) | 1, 1.0), ((1030 << 24) | 1, 2.0),
+                 ((1060 << 24) | 1, 3.0);
+             INSERT INTO disk_samples VALUES (1000, 'a', '/', 12.5, 100, 800), (1000, 'a', '/srv', 50.0, 4, 8);
+             INSERT INTO net_samples VALUES (1000, 'a', 'eth0', 1.5, 2.5), (1060, 'a', 'wlan0', 3.0, 4.0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(i64, Option<String>)> = conn
+            .prepare("SELECT ts_node >> 24, detail FROM samples ORDER BY ts_node")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let json = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap())
+        };
+        assert_eq!(
+            json(&rows[0].1),
+            Some(serde_json::json!({
+                "disks": [["/", 12.5, 100, 800], ["/srv", 50.0, 4, 8]],
+                "net": [["eth0", 1.5, 2.5]]
+            }))
+        );
+        assert_eq!(rows[1], (1030, None));
+        assert_eq!(
+            json(&rows[2].1),
+            Some(serde_json::json!({"disks": [], "net": [["wlan0", 3.0, 4.0]]}))
+        );
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('disk_samples', 'net_samples')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }
