@@ -552,7 +552,7 @@ pub fn live(d: &Daemon, agents: &[(String, String)], seconds: f64, interval_s: f
 /// chart opened after a backfill does: every backfilled snapshot lies behind
 /// the 1-minute watermark and leaves a `dirty:<node>` mark, and a history
 /// read runs a rollup pass first when marks exist (the upkeep timer would
-/// run it up to 30 minutes later). Returns how long that read took: the pass
+/// run it up to 2 hours later). Returns how long that read took: the pass
 /// runs on the executor, so this is also how long the daemon was blocked.
 pub fn settle_rollups(d: &Daemon, token: &str, node_id: &str) -> Res<Duration> {
     let t = Instant::now();

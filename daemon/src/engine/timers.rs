@@ -1,14 +1,19 @@
-//! Periodic upkeep on the executor: rollups and the write-behind of nodes'
-//! latest snapshots every 30 minutes, retention and login-throttle pruning
-//! every hour (each once at start too), and the alert engine's timer.
+//! Periodic upkeep on the executor: the write-behind of nodes' latest
+//! snapshots every 30 minutes and rollups every 2 hours, retention and
+//! login-throttle pruning every hour (each once at start too), and the alert
+//! engine's timer.
 
-/// Spacing of rollup passes and latest-snapshot flushes. History reads take
-/// the not-yet-rolled-up tail from raw samples, so charts lose nothing; the
-/// price is a longer raw tail per read. The gain: a pass writes several
-/// pages per node per rollup level whatever it adds (b-tree rebalancing),
-/// so 30-minute passes write 1.8 KB per snapshot where 10-minute ones
-/// wrote 4.2 KB (200 nodes at 30 s, docs/BENCHMARKS.md §4).
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(1800);
+/// Spacing of rollup passes. History reads take the not-yet-rolled-up tail
+/// from raw samples (one key lookup per sample, store::tail), so charts
+/// lose nothing. The gain: a pass writes several pages per node per rollup
+/// level whatever it adds (b-tree rebalancing), so rarer passes write less:
+/// 4.2 KB per snapshot every 10 minutes, 1.8 KB every 30, 1.2 KB every 60
+/// (200 nodes at 30 s, docs/BENCHMARKS.md §4).
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(2 * 3600);
+
+/// Spacing of the latest snapshots' write-behind: after a crash, a node's
+/// detail JSON can be this old until its next snapshot.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1800);
 
 use crate::app::Shared;
 use async_io::Timer;
@@ -39,17 +44,20 @@ pub async fn next_done<T>(
 }
 
 pub async fn rollups(shared: Shared) {
-    loop {
+    let flushes_per_pass = (ROLLUP_EVERY.as_secs() / FLUSH_EVERY.as_secs()).max(1);
+    for tick in 0u64.. {
         {
             let mut ctx = shared.borrow_mut();
-            if let Err(e) = ctx.store.roll_up(crate::clock::now()) {
-                log::error!("rollup pass failed: {e}");
+            if tick % flushes_per_pass == 0 {
+                if let Err(e) = ctx.store.roll_up(crate::clock::now()) {
+                    log::error!("rollup pass failed: {e}");
+                }
             }
             if let Err(e) = ctx.store.flush_latest() {
                 log::error!("writing latest snapshots failed: {e}");
             }
         }
-        Timer::after(UPKEEP_EVERY).await;
+        Timer::after(FLUSH_EVERY).await;
     }
 }
 

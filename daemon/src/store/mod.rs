@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod rollup;
 pub mod schema;
 pub mod sqlite_alloc;
+pub mod tail;
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -21,6 +22,8 @@ use std::path::Path;
 pub struct Store {
     pub conn: Connection,
     latest: latest::LatestCache,
+    /// Which seconds each node has raw samples for past the rollups.
+    tail: std::cell::RefCell<Option<tail::RawTail>>,
 }
 
 /// A unit of work that nests: SAVEPOINT/RELEASE, so it is a transaction
@@ -82,11 +85,15 @@ impl Store {
         let mut store = Store {
             conn,
             latest: Default::default(),
+            tail: Default::default(),
         };
         schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
         store
             .load_latest()
             .map_err(|e| format!("reading latest snapshots from {}: {e}", path.display()))?;
+        store
+            .rebuild_tail()
+            .map_err(|e| format!("indexing recent samples in {}: {e}", path.display()))?;
         Ok(store)
     }
 
@@ -107,6 +114,7 @@ impl Store {
         Store {
             conn,
             latest: Default::default(),
+            tail: Default::default(),
         }
     }
 }

@@ -236,6 +236,7 @@ impl Store {
     /// keyed by time first, so the node's rows are found by a scan.
     pub fn delete_node(&mut self, id: &str) -> rusqlite::Result<bool> {
         self.forget_latest(id);
+        self.forget_tail(id);
         let tx = self.begin()?;
         self.conn
             .execute(&format!("DELETE FROM samples WHERE {RAW_OF_NODE}"), [id])?;

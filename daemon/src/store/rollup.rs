@@ -279,7 +279,9 @@ impl Store {
             lower_end = end.max(wm);
         }
         tx.execute("DELETE FROM settings WHERE key LIKE 'dirty:%'", [])?;
-        tx.commit()
+        tx.commit()?;
+        // The tail is now a few minutes long: list it afresh.
+        self.rebuild_tail()
     }
 
     /// Backfilled samples behind the watermark are invisible to rollup-based
