@@ -156,8 +156,9 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     r.note(
         "write_bytes counts page-cache pages dirtied (each WAL append after an fsync, each \
          checkpoint write); ext4's own journal is not included. wchar counts write() bytes, HTTP \
-         responses included. Amortised = live ingest (daemon) + one upkeep pass \
-         (in-process) over the snapshots 200 nodes send in one upkeep interval.",
+         responses included. Amortised = live ingest (daemon) + one rollup pass (in-process) over \
+         the snapshots 200 nodes send in one rollup interval (2 h) + one latest-snapshot \
+         write-behind over those of its interval (30 min).",
     );
     Ok(())
 }
