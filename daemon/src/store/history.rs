@@ -61,12 +61,19 @@ fn sample_detail(disks: &[DiskSample], nets: &[NetSample]) -> Option<String> {
     if disks.is_empty() && nets.is_empty() {
         return None;
     }
-    let disks: Vec<_> = disks
-        .iter()
-        .map(|d| (&d.mount, d.used_percent, d.used_bytes, d.total_bytes))
-        .collect();
-    let nets: Vec<_> = nets.iter().map(|n| (&n.interface, n.rx, n.tx)).collect();
-    serde_json::to_string(&serde_json::json!({"disks": disks, "net": nets})).ok()
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        disks: Vec<(&'a str, f64, u64, u64)>,
+        net: Vec<(&'a str, f64, f64)>,
+    }
+    let detail = Detail {
+        disks: disks
+            .iter()
+            .map(|d| (d.mount.as_str(), d.used_percent, d.used_bytes, d.total_bytes))
+            .collect(),
+        net: nets.iter().map(|n| (n.interface.as_str(), n.rx, n.tx)).collect(),
+    };
+    serde_json::to_string(&detail).ok()
 }
 
 /// One aggregated point.
