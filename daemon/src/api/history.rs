@@ -78,19 +78,21 @@ pub fn node_history(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let now = clock::now();
     ctx.store.settle_rollups(now)?;
     let (from, to) = window(call, now)?;
-    let series = ctx.store.history(&node.id, &metrics, from, to, MAX_POINTS, now)?;
-    // Serialised straight from the series, like the fleet chart: ~7,000
+    let fleet = ctx
+        .store
+        .history_many(&[node.id.as_str()], &metrics, from, to, MAX_POINTS, now)?;
+    // Serialised straight from the buckets, like the fleet chart: ~7,000
     // JSON values for a 1,000-point answer cost more than reading it.
     Ok(Reply::ok(&NodeHistory {
         node_id: &node.id,
         from: clock::rfc3339(from),
         to: clock::rfc3339(to),
-        resolution_s: series.resolution_s,
-        source: series.source,
-        timestamps: Stamps(&series.timestamps),
+        resolution_s: fleet.resolution_s,
+        source: fleet.source,
+        timestamps: Stamps(&fleet, 0),
         series: ByMetric {
             metrics: &metrics,
-            points: &series.points,
+            fleet: &fleet,
         },
     }))
 }
@@ -106,21 +108,28 @@ struct NodeHistory<'a> {
     series: ByMetric<'a>,
 }
 
-/// `{"cpu": {"avg": [...], "min": [...], "max": [...]}, ...}` in request order.
+/// `{"cpu": {"avg": [...], "min": [...], "max": [...]}, ...}` in request order,
+/// for the one node of `fleet`.
 struct ByMetric<'a> {
     metrics: &'a [usize],
-    points: &'a [Vec<Option<Point>>],
+    fleet: &'a Fleet,
 }
 
 impl Serialize for ByMetric<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.metrics.len()))?;
-        for (&m, pts) in self.metrics.iter().zip(self.points) {
+        for (metric, &m) in self.metrics.iter().enumerate() {
+            let pick = |field| Pick {
+                fleet: self.fleet,
+                node: 0,
+                metric,
+                field,
+            };
             let stats = Stats {
-                avg: Pick(pts, |p| p.avg),
-                min: Pick(pts, |p| p.min),
-                max: Pick(pts, |p| p.max),
+                avg: pick(|p| p.avg),
+                min: pick(|p| p.min),
+                max: pick(|p| p.max),
             };
             map.serialize_entry(METRICS[m], &stats)?;
         }
@@ -136,12 +145,23 @@ struct Stats<'a> {
     max: Pick<'a>,
 }
 
-/// One field of every bucket.
-struct Pick<'a>(&'a [Option<Point>], fn(&Point) -> f64);
+/// One field of one requested metric in every bucket of one node, null
+/// where a bucket has no value.
+struct Pick<'a> {
+    fleet: &'a Fleet,
+    node: usize,
+    metric: usize,
+    field: fn(&Point) -> f64,
+}
 
 impl Serialize for Pick<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|p| p.as_ref().map(self.1)))
+        let field = self.field;
+        s.collect_seq(
+            self.fleet
+                .points(self.node, self.metric)
+                .map(|p| p.as_ref().map(field)),
+        )
     }
 }
 
@@ -225,8 +245,13 @@ impl Serialize for ChartNodes<'_> {
         s.collect_seq(self.nodes.iter().enumerate().map(|(i, n)| ChartNode {
             id: &n.id,
             name: &n.name,
-            timestamps: FleetStamps(self.fleet, i),
-            avg: FleetAvg(self.fleet, i),
+            timestamps: Stamps(self.fleet, i),
+            avg: Pick {
+                fleet: self.fleet,
+                node: i,
+                metric: 0,
+                field: |p| p.avg,
+            },
         }))
     }
 }
@@ -235,33 +260,15 @@ impl Serialize for ChartNodes<'_> {
 struct ChartNode<'a> {
     id: &'a str,
     name: &'a str,
-    timestamps: FleetStamps<'a>,
-    avg: FleetAvg<'a>,
+    timestamps: Stamps<'a>,
+    avg: Pick<'a>,
 }
 
-/// One node's bucket times in the fleet, as RFC 3339 strings.
-struct FleetStamps<'a>(&'a Fleet, usize);
-
-impl Serialize for FleetStamps<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.timestamps(self.1).map(clock::rfc3339))
-    }
-}
-
-/// One node's averages of the chart's one metric, null where none.
-struct FleetAvg<'a>(&'a Fleet, usize);
-
-impl Serialize for FleetAvg<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.points(self.1, 0).map(|p| p.map(|p| p.avg)))
-    }
-}
-
-/// Unix seconds written as RFC 3339 strings.
-struct Stamps<'a>(&'a [i64]);
+/// One node's bucket times, as RFC 3339 strings.
+struct Stamps<'a>(&'a Fleet, usize);
 
 impl Serialize for Stamps<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|t| clock::rfc3339(*t)))
+        s.collect_seq(self.0.timestamps(self.1).map(clock::rfc3339))
     }
 }

@@ -91,9 +91,6 @@ impl Store {
         store
             .load_latest()
             .map_err(|e| format!("reading latest snapshots from {}: {e}", path.display()))?;
-        store
-            .rebuild_tail()
-            .map_err(|e| format!("indexing recent samples in {}: {e}", path.display()))?;
         Ok(store)
     }
 

@@ -64,7 +64,8 @@ impl RawTail {
 
 impl Store {
     /// Lists the raw samples past the 1-minute watermark; called after every
-    /// rollup pass (the tail is then a few minutes long) and at open.
+    /// rollup pass (the tail is then a few minutes long). Until the first
+    /// one (cairnd runs it at start-up) there is no index and reads scan.
     pub fn rebuild_tail(&self) -> rusqlite::Result<()> {
         let from = self.rollup_watermark(&TABLES[0])?;
         let mut tail = RawTail {
