@@ -22,8 +22,14 @@ pub const MAX_RFC3339_TS: i64 = 253_402_300_799;
 /// Clamped to 1970..=9999: humantime's Display fails past year 9999, and
 /// `to_string` turns that into a panic (a labwatch `"timestamp": 9999999999999` did).
 pub fn rfc3339(ts: i64) -> String {
+    rfc3339_display(ts).to_string()
+}
+
+/// `rfc3339` without the allocation, for writers (a 24-hour chart formats
+/// 720 of them per reply).
+pub fn rfc3339_display(ts: i64) -> impl std::fmt::Display {
     let t = UNIX_EPOCH + Duration::from_secs(ts.clamp(0, MAX_RFC3339_TS) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_seconds(t)
 }
 
 /// RFC 3339 (any offset-free `Z` form humantime accepts) to Unix seconds.

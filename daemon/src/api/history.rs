@@ -160,8 +160,21 @@ impl Serialize for Pick<'_> {
         s.collect_seq(
             self.fleet
                 .points(self.node, self.metric)
-                .map(|p| p.as_ref().map(field)),
+                .map(|p| p.as_ref().map(|p| chart_value(field(p)))),
         )
+    }
+}
+
+/// Chart values to 4 decimal places: finer than any chart draws, and a
+/// bucket's average printed in full (`60.45833333333333`) made up most of a
+/// reply's bytes and its formatting time.
+fn chart_value(v: f64) -> f64 {
+    let r = (v * 1e4).round() / 1e4;
+    // Adding 0.0 turns -0.0 into 0.0; values too large to scale stay as they are.
+    if r.is_finite() {
+        r + 0.0
+    } else {
+        v
     }
 }
 
@@ -264,11 +277,20 @@ struct ChartNode<'a> {
     avg: Pick<'a>,
 }
 
+/// A bucket time written as an RFC 3339 string without an allocation.
+struct Rfc3339(i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&clock::rfc3339_display(self.0))
+    }
+}
+
 /// One node's bucket times, as RFC 3339 strings.
 struct Stamps<'a>(&'a Fleet, usize);
 
 impl Serialize for Stamps<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.timestamps(self.1).map(clock::rfc3339))
+        s.collect_seq(self.0.timestamps(self.1).map(Rfc3339))
     }
 }

@@ -173,7 +173,11 @@ fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<Htt
 }
 
 fn respond(rq: tiny_http::Request, reply: Reply) {
-    let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+    // The body is complete, so its length is known: tiny-http would otherwise
+    // switch to chunked encoding above 32 KiB (a 24-hour chart is ~40 KiB).
+    let mut resp = tiny_http::Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_chunked_threshold(usize::MAX);
     let mut add = |name: &str, value: &str| {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             resp.add_header(h);
