@@ -232,9 +232,31 @@ impl Store {
                     to: rollup_to,
                     bucket,
                 };
+                // Which requested metric each stored one is, if any.
+                let mut wanted = [None; METRICS.len()];
+                for (i, &m) in w.metrics.iter().enumerate() {
+                    wanted[m] = Some(i);
+                }
                 for (i, node) in node_ids.iter().enumerate() {
-                    let source = Source::Rollup { table: t.name, node };
-                    self.accumulate(source, &w, &mut |_, b, row| grid.merge(i, b, row))?;
+                    let Some(seq) = self.node_seq(node)? else { continue };
+                    rollup::read_level(
+                        &self.conn,
+                        t,
+                        seq,
+                        (w.from, w.to),
+                        &|m| wanted[m].is_some(),
+                        &mut |ts, cell| {
+                            let b = ts.div_euclid(bucket) * bucket;
+                            match cell {
+                                None => grid.touch(i, b),
+                                Some((m, c)) => {
+                                    if let Some(mi) = wanted[m] {
+                                        grid.add(i, b, mi, &c)
+                                    }
+                                }
+                            }
+                        },
+                    )?;
                 }
                 raw_from = rollup_to.max(from);
             }
@@ -314,27 +336,10 @@ impl Store {
         // fleet's raw tail of two hours is 120,000 rows at 500 nodes) or an
         // ORDER BY: with a range bound to parameters, an ORDER BY made SQLite
         // re-prepare the statement at every execution.
-        let cols = match source {
-            Source::Rollup { .. } => w
-                .metrics
-                .iter()
-                .map(|&m| {
-                    let name = METRICS[m];
-                    format!(", {name}_sum, {name}_n, {name}_min, {name}_max")
-                })
-                .collect(),
-            Source::Raw(_) => raw_cols(w.metrics),
-        };
-        // One node names itself (no column read per row); a rollup is read
-        // by its (node_id, ts) key range, raw samples by their time range.
+        let cols = raw_cols(w.metrics);
+        // One node names itself (no column read per row); raw samples are
+        // read by their time range.
         let (sql, node) = match source {
-            Source::Rollup { table, node } => (
-                format!(
-                    "SELECT ?1, (ts / ?4) * ?4{cols} FROM {table}
-                     WHERE node_id = ?1 AND ts >= ?2 AND ts < ?3"
-                ),
-                Some(node),
-            ),
             Source::Raw(Some(node)) => (
                 format!(
                     "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4{cols} FROM samples
@@ -378,10 +383,9 @@ fn raw_cols(metrics: &[usize]) -> String {
         .collect()
 }
 
-/// Where `accumulate` reads: one node's rows of a rollup table, or raw
-/// samples of one node or of every node (one scan for a fleet).
+/// Where `accumulate` reads: raw samples of one node or of every node (one
+/// scan for a fleet). Rollups are read by `rollup::read_level`.
 enum Source<'a> {
-    Rollup { table: &'static str, node: &'a str },
     Raw(Option<&'a str>),
 }
 
@@ -426,17 +430,35 @@ impl Fleet {
         }
     }
 
+    /// Node `node`'s bucket starting at `b`, if on the grid (everything
+    /// read from [from, to) is).
+    fn at(&self, node: usize, b: i64) -> Option<usize> {
+        let slot = (b - self.first).div_euclid(self.resolution_s);
+        let slot = usize::try_from(slot).ok().filter(|s| *s < self.slots)?;
+        Some(node * self.slots + slot)
+    }
+
     /// Adds one bucket row of `accumulate` (sum, count, min, max per metric
     /// from column 2) to node `node`'s bucket starting at `b`, in any order.
     fn merge(&mut self, node: usize, b: i64, r: &rusqlite::Row) -> rusqlite::Result<()> {
-        let slot = (b - self.first).div_euclid(self.resolution_s);
-        let Some(slot) = usize::try_from(slot).ok().filter(|s| *s < self.slots) else {
-            // Rows come from [from, to), whose buckets are all on the grid.
-            return Ok(());
-        };
-        let at = node * self.slots + slot;
+        let Some(at) = self.at(node, b) else { return Ok(()) };
         self.seen[at] = true;
         add_row(&mut self.accs[at * self.metrics..(at + 1) * self.metrics], r)
+    }
+
+    /// Marks node `node`'s bucket at `b` as holding data (even if no value).
+    fn touch(&mut self, node: usize, b: i64) {
+        if let Some(at) = self.at(node, b) {
+            self.seen[at] = true;
+        }
+    }
+
+    /// Adds a rollup cell to the `metric`-th requested metric of a bucket.
+    fn add(&mut self, node: usize, b: i64, metric: usize, c: &super::blocks::Cell) {
+        if let Some(at) = self.at(node, b) {
+            self.seen[at] = true;
+            self.accs[at * self.metrics + metric].add(c.sum, i64::from(c.n), c.min, c.max);
+        }
     }
 
     /// Node `node`'s (bucket start, slot index) for every bucket with a row.

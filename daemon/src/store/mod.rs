@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod blocks;
 pub mod channels;
 pub mod checks;
 pub mod heartbeats;

@@ -240,6 +240,17 @@ impl Store {
         let tx = self.begin()?;
         self.conn
             .execute(&format!("DELETE FROM samples WHERE {RAW_OF_NODE}"), [id])?;
+        // Rollup blocks are keyed by node number in their low bits, like raw samples.
+        for t in super::rollup::TABLES.iter() {
+            self.conn.execute(
+                &format!(
+                    "DELETE FROM {} WHERE (k & {}) = (SELECT seq FROM node_seq WHERE node_id = ?1)",
+                    t.name,
+                    super::history::SEQ_MASK
+                ),
+                [id],
+            )?;
+        }
         let deleted = self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0;
         tx.commit()?;
         Ok(deleted)

@@ -1,21 +1,50 @@
 //! Rollups: 1 min, 5 min and 1 h buckets with sum/count/min/max per metric,
-//! each level built from the one below. A watermark per level marks what is
-//! final; a timer extends it, and backfilled snapshots (older than the
-//! watermark) mark their node and time range dirty so exactly those buckets
-//! are recomputed. Retention deletes each level past its own age.
+//! each level built from the one below, stored as blocks (store::blocks):
+//! one row per node and stretch of `slots` buckets, keyed
+//! `(block number << TS_SHIFT) | node number` so that a time range is a key
+//! range. A watermark per level marks what is final; a timer extends it, and
+//! backfilled snapshots (older than the watermark) mark their node and time
+//! range dirty so exactly those buckets are recomputed. Retention deletes
+//! each level's blocks past its own age.
 
-use super::history::{METRICS, RAW_WITH_NODE, TS_SHIFT};
+use super::blocks::{self, Block, Bucket, Cell};
+use super::history::{METRICS, SEQ_MASK, TS_SHIFT};
 use super::Store;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Clone, Copy, Debug)]
 pub struct RollupTable {
     pub name: &'static str,
     pub label: &'static str,
     pub resolution_s: i64,
-    /// The table this level is computed from, and whether that is raw samples.
-    source: &'static str,
-    source_is_raw: bool,
+    /// Buckets per block: a pass rewrites the blocks it touches whole, so
+    /// a block spans about one pass interval (engine::timers::ROLLUP_EVERY)
+    /// at the fine levels and a day or two at the coarse one.
+    pub slots: i64,
+}
+
+impl RollupTable {
+    /// Seconds one block covers.
+    pub fn span(&self) -> i64 {
+        self.resolution_s * self.slots
+    }
+    fn block_of(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.span())
+    }
+    /// The block's slot holding the bucket at `ts`.
+    fn slot_of(&self, ts: i64) -> usize {
+        (ts.div_euclid(self.resolution_s) - self.block_of(ts) * self.slots) as usize
+    }
+    /// The start of slot `s` of block `b`.
+    fn time_of(&self, b: i64, s: usize) -> i64 {
+        b * self.span() + s as i64 * self.resolution_s
+    }
+}
+
+/// A block's key: time-major, so retention is one key range and a pass
+/// over new data writes at the end of the table.
+pub fn block_key(block: i64, seq: i64) -> i64 {
+    (block << TS_SHIFT) | (seq & SEQ_MASK)
 }
 
 pub const TABLES: [RollupTable; 3] = [
@@ -23,22 +52,19 @@ pub const TABLES: [RollupTable; 3] = [
         name: "rollup_1m",
         label: "1m",
         resolution_s: 60,
-        source: "samples",
-        source_is_raw: true,
+        slots: 120,
     },
     RollupTable {
         name: "rollup_5m",
         label: "5m",
         resolution_s: 300,
-        source: "rollup_1m",
-        source_is_raw: false,
+        slots: 72,
     },
     RollupTable {
         name: "rollup_1h",
         label: "1h",
         resolution_s: 3600,
-        source: "rollup_5m",
-        source_is_raw: false,
+        slots: 48,
     },
 ];
 
@@ -114,50 +140,178 @@ pub fn pick_source(
     None
 }
 
-/// Which nodes one rollup statement covers.
-#[derive(Clone, Copy)]
-enum Scope {
-    All,
-    /// `?3` names the node (a primary-key range on node-major tables).
-    Node,
-    /// Nodes with a dirty mark (one range scan of the time-major raw table).
-    Dirty,
-}
-
-fn rollup_select(t: &RollupTable, scope: Scope) -> String {
-    let mut cols = String::new();
+/// The 1-minute buckets of raw samples in [?1, ?2) per node number, in
+/// (node, bucket) order, as (seq, bucket, then sum/count/min/max per metric);
+/// `dirty_only` keeps nodes with a dirty mark.
+fn raw_buckets_sql(dirty_only: bool) -> String {
+    let res = TABLES[0].resolution_s;
     let mut aggs = String::new();
     for m in METRICS {
-        cols.push_str(&format!(", {m}_sum, {m}_min, {m}_max, {m}_n"));
-        if t.source_is_raw {
-            aggs.push_str(&format!(", sum({m}), min({m}), max({m}), count({m})"));
-        } else {
-            aggs.push_str(&format!(", sum({m}_sum), min({m}_min), max({m}_max), sum({m}_n)"));
+        aggs.push_str(&format!(", sum({m}), count({m}), min({m}), max({m})"));
+    }
+    let nodes = if dirty_only {
+        " AND (ts_node & 16777215) IN (SELECT seq FROM node_seq WHERE node_id IN
+              (SELECT substr(key, 7) FROM settings WHERE key LIKE 'dirty:%'))"
+    } else {
+        ""
+    };
+    // Raw keys are (ts << TS_SHIFT) | node number: a time range is a key range.
+    format!(
+        "SELECT ts_node & {SEQ_MASK} AS q, ((ts_node >> {TS_SHIFT}) / {res}) * {res} AS b{aggs}
+         FROM samples WHERE ts_node >= (?1 << {TS_SHIFT}) AND ts_node < (?2 << {TS_SHIFT}){nodes}
+         GROUP BY q, b"
+    )
+}
+
+/// A bucket from columns `first..` holding sum, count, min, max per metric.
+fn bucket_from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Bucket> {
+    let mut b: Bucket = [None; METRICS.len()];
+    for (i, c) in b.iter_mut().enumerate() {
+        let at = first + i * 4;
+        let n: i64 = r.get::<_, Option<i64>>(at + 1)?.unwrap_or(0);
+        if n > 0 {
+            *c = Some(Cell {
+                n: u32::try_from(n).unwrap_or(u32::MAX),
+                sum: r.get::<_, Option<f64>>(at)?.unwrap_or(0.0),
+                min: r.get::<_, Option<f64>>(at + 2)?.unwrap_or(0.0),
+                max: r.get::<_, Option<f64>>(at + 3)?.unwrap_or(0.0),
+            });
         }
     }
-    let node = match scope {
-        Scope::All => "",
-        Scope::Node => " AND node_id = ?3",
-        Scope::Dirty => " AND node_id IN (SELECT substr(key, 7) FROM settings WHERE key LIKE 'dirty:%')",
-    };
-    let (table, res) = (t.name, t.resolution_s);
-    if t.source_is_raw {
-        // Raw keys are (ts << TS_SHIFT) | node number: a time range is a key range.
-        format!(
-            "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
-             SELECT node_id, ((s.ts_node >> {TS_SHIFT}) / {res}) * {res} AS b{aggs}
-             FROM {RAW_WITH_NODE}
-             WHERE s.ts_node >= (?1 << {TS_SHIFT}) AND s.ts_node < (?2 << {TS_SHIFT}){node}
-             GROUP BY node_id, b"
-        )
-    } else {
-        format!(
-            "INSERT OR REPLACE INTO {table} (node_id, ts{cols})
-             SELECT node_id, (ts / {res}) * {res} AS b{aggs} FROM {src}
-             WHERE ts >= ?1 AND ts < ?2{node} GROUP BY node_id, b",
-            src = t.source,
-        )
+    Ok(b)
+}
+
+fn corrupt(table: &str, e: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, format!("{table}: {e}").into())
+}
+
+/// Buckets of node `seq` in level `t` within [from, to): `each(ts, None)`
+/// for each bucket, `each(ts, Some((metric, cell)))` for each value of a
+/// metric `want` accepts.
+pub fn read_level(
+    conn: &Connection,
+    t: &RollupTable,
+    seq: i64,
+    (from, to): (i64, i64),
+    want: &dyn Fn(usize) -> bool,
+    each: &mut dyn FnMut(i64, Option<(usize, Cell)>),
+) -> rusqlite::Result<()> {
+    if to <= from {
+        return Ok(());
     }
+    let mut st = conn.prepare_cached(&format!("SELECT data FROM {} WHERE k = ?1", t.name))?;
+    for b in t.block_of(from)..=t.block_of(to - 1) {
+        let mut rows = st.query([block_key(b, seq)])?;
+        let Some(row) = rows.next()? else { continue };
+        let data = row.get_ref(0)?.as_blob()?;
+        blocks::visit(data, t.slots as usize, want, |s, cell| {
+            let ts = t.time_of(b, s);
+            if (from..to).contains(&ts) {
+                each(ts, cell)
+            }
+        })
+        .map_err(|e| corrupt(t.name, e))?;
+    }
+    Ok(())
+}
+
+/// Writes recomputed buckets into their blocks. Buckets arrive grouped by
+/// (node, block) for speed, but any order is correct: a block is read,
+/// updated and written back whenever the run of its buckets ends.
+struct Packer<'c> {
+    conn: &'c Connection,
+    t: &'static RollupTable,
+    open: Option<(i64, i64, Block)>,
+}
+
+impl<'c> Packer<'c> {
+    fn new(conn: &'c Connection, t: &'static RollupTable) -> Packer<'c> {
+        Packer { conn, t, open: None }
+    }
+
+    /// Replaces node `seq`'s bucket at `ts` (a multiple of the resolution).
+    fn put(&mut self, seq: i64, ts: i64, bucket: &Bucket) -> rusqlite::Result<()> {
+        let b = self.t.block_of(ts);
+        if !matches!(&self.open, Some((q, ob, _)) if *q == seq && *ob == b) {
+            self.flush()?;
+            let data: Option<Vec<u8>> = self
+                .conn
+                .prepare_cached(&format!("SELECT data FROM {} WHERE k = ?1", self.t.name))?
+                .query_row([block_key(b, seq)], |r| r.get(0))
+                .optional()?;
+            let slots = self.t.slots as usize;
+            let block = match data {
+                Some(d) => Block::decode(&d, slots).map_err(|e| corrupt(self.t.name, e))?,
+                None => Block::new(slots),
+            };
+            self.open = Some((seq, b, block));
+        }
+        if let Some((_, _, block)) = &mut self.open {
+            block.set(self.t.slot_of(ts), bucket);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        if let Some((seq, b, block)) = self.open.take() {
+            self.conn
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO {} (k, data) VALUES (?1, ?2)",
+                    self.t.name
+                ))?
+                .execute(params![block_key(b, seq), block.encode()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the buckets that `sql` selects as (node number, bucket start, then
+/// sum, count, min, max per metric) into level `t`'s blocks.
+pub fn pack_rows(
+    conn: &Connection,
+    t: &'static RollupTable,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<()> {
+    let mut out = Packer::new(conn, t);
+    let mut st = conn.prepare_cached(sql)?;
+    let mut rows = st.query(args)?;
+    while let Some(r) = rows.next()? {
+        out.put(r.get(0)?, r.get(1)?, &bucket_from_row(r, 2)?)?;
+    }
+    out.flush()
+}
+
+/// Recomputes level `t`'s buckets of node `seq` in [from, to) from the level
+/// below, one target block at a time (memory stays one block's worth).
+fn roll_node(
+    conn: &Connection,
+    src: &RollupTable,
+    t: &'static RollupTable,
+    seq: i64,
+    (from, to): (i64, i64),
+) -> rusqlite::Result<()> {
+    let mut out = Packer::new(conn, t);
+    let mut start = from;
+    while start < to {
+        let end = ((t.block_of(start) + 1) * t.span()).min(to);
+        let mut fresh: Vec<Option<Bucket>> = vec![None; t.slots as usize];
+        let slot = |ts: i64| t.slot_of(ts.div_euclid(t.resolution_s) * t.resolution_s);
+        read_level(conn, src, seq, (start, end), &|_| true, &mut |ts, cell| {
+            let b = fresh[slot(ts)].get_or_insert([None; METRICS.len()]);
+            if let Some((m, c)) = cell {
+                blocks::merge_into(&mut b[m], &c);
+            }
+        })?;
+        let base = t.block_of(start) * t.span();
+        for (s, b) in fresh.iter().enumerate() {
+            if let Some(b) = b {
+                out.put(seq, base + s as i64 * t.resolution_s, b)?;
+            }
+        }
+        start = end;
+    }
+    out.flush()
 }
 
 impl Store {
@@ -231,45 +385,52 @@ impl Store {
     pub fn roll_up(&mut self, now: i64) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let store = StoreTx(&tx);
-        let dirty: Vec<(String, i64)> = {
+        let dirty: Vec<(i64, i64)> = {
             let mut st = tx.prepare(
-                "SELECT substr(key, 7), CAST(value AS INTEGER) FROM settings WHERE key LIKE 'dirty:%'",
+                "SELECT q.seq, CAST(s.value AS INTEGER) FROM settings s
+                 JOIN node_seq q ON q.node_id = substr(s.key, 7) WHERE s.key LIKE 'dirty:%'",
             )?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let nodes: Vec<String> = {
-            let mut st = tx.prepare("SELECT id FROM nodes")?;
+        let nodes: Vec<i64> = {
+            let mut st = tx.prepare("SELECT seq FROM node_seq")?;
             let rows = st.query_map([], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut lower_end = now - SETTLE_S;
-        for t in TABLES.iter() {
+        for (i, t) in TABLES.iter().enumerate() {
             let end = (lower_end / t.resolution_s) * t.resolution_s;
             let wm = store.watermark(t)?;
             // A fresh database starts at the oldest data that still matters.
             let start = if wm == 0 { end - 2 * 86400 } else { wm };
-            if t.source_is_raw {
+            if i == 0 {
+                // Raw samples are time-major: one range scan for all (or all
+                // dirty) nodes, its rows grouped by node and bucket.
+                let mut ranges = Vec::new();
                 if end > start {
-                    tx.execute(&rollup_select(t, Scope::All), params![start, end])?;
+                    ranges.push((false, start, end));
                 }
                 if let Some(from) = dirty.iter().map(|(_, f)| *f).min() {
                     let from = from.div_euclid(t.resolution_s) * t.resolution_s;
                     if from < start {
-                        tx.execute(&rollup_select(t, Scope::Dirty), params![from, start])?;
+                        ranges.push((true, from, start));
                     }
+                }
+                for (dirty_only, from, to) in ranges {
+                    pack_rows(&tx, t, &raw_buckets_sql(dirty_only), params![from, to])?;
                 }
             } else {
-                let mut per_node = tx.prepare_cached(&rollup_select(t, Scope::Node))?;
+                let src = &TABLES[i - 1];
                 if end > start {
-                    for node in &nodes {
-                        per_node.execute(params![start, end, node])?;
+                    for &seq in &nodes {
+                        roll_node(&tx, src, t, seq, (start, end))?;
                     }
                 }
-                for (node, from) in &dirty {
+                for &(seq, from) in &dirty {
                     let from = from.div_euclid(t.resolution_s) * t.resolution_s;
                     if from < start {
-                        per_node.execute(params![from, start, node])?;
+                        roll_node(&tx, src, t, seq, (from, start))?;
                     }
                 }
             }
@@ -309,9 +470,10 @@ impl Store {
             [now - r.raw_s],
         )?;
         for t in TABLES.iter() {
+            // Whole blocks only: a block goes once all of it has aged out.
             n += self.conn.execute(
-                &format!("DELETE FROM {} WHERE ts < ?1", t.name),
-                [now - r.of(t.label)],
+                &format!("DELETE FROM {} WHERE k < (?1 << {TS_SHIFT})", t.name),
+                [t.block_of(now - r.of(t.label))],
             )?;
         }
         Ok(n)
@@ -386,14 +548,21 @@ mod tests {
         s.insert_sample("n1", &cpu(old, 1000.0), &[], &[]).unwrap();
         s.mark_rollup_dirty("n1", old).unwrap();
         s.roll_up(now + 60).unwrap();
-        let max: Option<f64> = s
-            .conn
-            .query_row(
-                "SELECT max(cpu_max) FROM rollup_1h WHERE node_id = 'n1'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let seq = s.node_seq("n1").unwrap().unwrap();
+        let mut max = None::<f64>;
+        read_level(
+            &s.conn,
+            &TABLES[2],
+            seq,
+            (0, now + 86400),
+            &|m| m == 0,
+            &mut |_, cell| {
+                if let Some((_, c)) = cell {
+                    max = Some(max.map_or(c.max, |m| m.max(c.max)))
+                }
+            },
+        )
+        .unwrap();
         assert_eq!(max, Some(1000.0));
     }
 
@@ -431,5 +600,30 @@ mod tests {
             pick_source(60, (now - 200 * 86400, now), now, &r).unwrap().label,
             "1h"
         );
+    }
+
+    #[test]
+    fn a_deleted_node_leaves_no_rollup_blocks() {
+        let mut s = setup();
+        let now = 10 * 86400;
+        for ts in (now - 3 * 3600..now).step_by(30) {
+            s.insert_sample("n1", &cpu(ts, 1.0), &[], &[]).unwrap();
+        }
+        s.roll_up(now).unwrap();
+        let blocks = |s: &Store| -> i64 {
+            TABLES
+                .iter()
+                .map(|t| {
+                    s.conn
+                        .query_row(&format!("SELECT count(*) FROM {}", t.name), [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .unwrap()
+                })
+                .sum()
+        };
+        assert!(blocks(&s) >= 3, "every level has blocks");
+        assert!(s.delete_node("n1").unwrap());
+        assert_eq!(blocks(&s), 0);
     }
 }

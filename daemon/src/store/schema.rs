@@ -400,7 +400,39 @@ const LATER: &[&str] = &[
     DROP TABLE disk_samples;
     DROP TABLE net_samples;
     "#,
+    // 9: rollups become blocks (store::blocks): one row per node and stretch
+    // of buckets instead of one row per bucket. Reading a 24-hour chart was
+    // 1,440 rows at ~0.7 µs each in SQLite (BENCHMARKS §3). The old rows
+    // are packed by `pack_rollups_v9` right after this runs.
+    r#"
+    ALTER TABLE rollup_1m RENAME TO rollup_1m_v8;
+    ALTER TABLE rollup_5m RENAME TO rollup_5m_v8;
+    ALTER TABLE rollup_1h RENAME TO rollup_1h_v8;
+    CREATE TABLE rollup_1m (k INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE rollup_5m (k INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE rollup_1h (k INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    "#,
 ];
+
+/// Migration 9's second half: every bucket row of the old rollup tables
+/// goes into its block, then the old tables go. Rows of nodes without a
+/// number (deleted) are dropped, as the node's deletion would have.
+fn pack_rollups_v9(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    for t in super::rollup::TABLES.iter() {
+        let mut cols = String::new();
+        for m in super::history::METRICS {
+            cols.push_str(&format!(", r.{m}_sum, r.{m}_n, r.{m}_min, r.{m}_max"));
+        }
+        // The old key order (node, time) keeps each block's rows together.
+        let sql = format!(
+            "SELECT q.seq, r.ts{cols} FROM {name}_v8 r JOIN node_seq q ON q.node_id = r.node_id",
+            name = t.name
+        );
+        super::rollup::pack_rows(tx, t, &sql, [])?;
+        tx.execute_batch(&format!("DROP TABLE {}_v8", t.name))?;
+    }
+    Ok(())
+}
 
 /// Rollup tables share one shape; created in code so the column list has a
 /// single source (store::history::METRICS).
@@ -448,6 +480,9 @@ fn migrate_up_to(conn: &mut Connection, last: i64) -> rusqlite::Result<()> {
         }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if version == 9 {
+            pack_rollups_v9(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         log::info!("database migrated to version {version}");
@@ -465,7 +500,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, 8);
+        assert_eq!(v, 9);
     }
 
     #[test]
@@ -572,5 +607,76 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn rollup_rows_are_packed_into_blocks_in_version_9() {
+        use crate::store::blocks::Cell;
+        use crate::store::rollup::{read_level, TABLES};
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        migrate_up_to(&mut conn, 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO nodes (id, name, hostname, kind, interval_s, created_at)
+                 VALUES ('a', 'a', 'a', 'agent', 30, 0), ('b', 'b', 'b', 'agent', 30, 1);
+             INSERT INTO node_seq (node_id) VALUES ('a'), ('b');
+             -- a: two minutes in one block, one in the next (blocks of 120 minutes)
+             INSERT INTO rollup_1m (node_id, ts, cpu_sum, cpu_n, cpu_min, cpu_max, disk_sum, disk_n, disk_min, disk_max)
+                 VALUES ('a', 7200, 3.0, 2, 1.0, 2.0, 40.0, 1, 40.0, 40.0),
+                        ('a', 7260, 5.0, 1, 5.0, 5.0, NULL, 0, NULL, NULL),
+                        ('a', 14400, 8.0, 2, 3.0, 5.0, NULL, 0, NULL, NULL),
+                        ('b', 7200, 1.0, 1, 1.0, 1.0, NULL, 0, NULL, NULL);
+             INSERT INTO rollup_1h (node_id, ts, memory_sum, memory_n, memory_min, memory_max)
+                 VALUES ('b', 3600, 100.0, 120, 0.5, 0.9);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let read = |t, seq, metric| {
+            let mut out = Vec::new();
+            read_level(&conn, t, seq, (0, 86400), &|m| m == metric, &mut |ts,
+                                                                          c: Option<
+                (usize, Cell),
+            >| {
+                out.push((ts, c.map(|(_, c)| (c.n, c.sum, c.min, c.max))))
+            })
+            .unwrap();
+            out
+        };
+        assert_eq!(
+            read(&TABLES[0], 1, 0),
+            vec![
+                (7200, None),
+                (7260, None),
+                (7200, Some((2, 3.0, 1.0, 2.0))),
+                (7260, Some((1, 5.0, 5.0, 5.0))),
+                (14400, None),
+                (14400, Some((2, 8.0, 3.0, 5.0))),
+            ]
+        );
+        assert_eq!(
+            read(&TABLES[0], 1, 6),
+            vec![
+                (7200, None),
+                (7260, None),
+                (7200, Some((1, 40.0, 40.0, 40.0))),
+                (14400, None)
+            ]
+        );
+        assert_eq!(
+            read(&TABLES[0], 2, 0),
+            vec![(7200, None), (7200, Some((1, 1.0, 1.0, 1.0)))]
+        );
+        assert_eq!(
+            read(&TABLES[2], 2, 1),
+            vec![(3600, None), (3600, Some((120, 100.0, 0.5, 0.9)))]
+        );
+        for old in ["rollup_1m_v8", "rollup_5m_v8", "rollup_1h_v8"] {
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [old], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(n, 0, "{old} is dropped");
+        }
     }
 }
