@@ -1,11 +1,10 @@
 //! History: per-node series, CSV export, fleet chart, metric list.
 
+use super::chart_json::Json;
 use crate::app::{Call, Ctx};
 use crate::clock;
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::store::history::{metric_index, Fleet, Point, METRICS};
-use crate::store::nodes::Node;
-use serde::Serialize;
+use crate::store::history::{metric_index, Point, METRICS};
 use serde_json::{json, Value};
 
 /// Points per series in a node's history, and per node in the fleet chart.
@@ -72,6 +71,9 @@ pub fn metric_list(_: &mut Ctx, _: &Call) -> ApiResult {
     Ok(Reply::ok(&json!({"data": data, "total": data.len()})))
 }
 
+/// One statistic of a bucket.
+type Field = fn(&Point) -> f64;
+
 pub fn node_history(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let node = super::nodes::find(ctx, call.params.get("id"))?;
     let metrics = metrics_param(call, "metrics", "cpu,memory")?;
@@ -81,101 +83,32 @@ pub fn node_history(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let fleet = ctx
         .store
         .history_many(&[node.id.as_str()], &metrics, from, to, MAX_POINTS, now)?;
-    // Serialised straight from the buckets, like the fleet chart: ~7,000
-    // JSON values for a 1,000-point answer cost more than reading it.
-    Ok(Reply::ok(&NodeHistory {
-        node_id: &node.id,
-        from: clock::rfc3339(from),
-        to: clock::rfc3339(to),
-        resolution_s: fleet.resolution_s,
-        source: fleet.source,
-        timestamps: Stamps(&fleet, 0),
-        series: ByMetric {
-            metrics: &metrics,
-            fleet: &fleet,
-        },
-    }))
-}
-
-#[derive(Serialize)]
-struct NodeHistory<'a> {
-    node_id: &'a str,
-    from: String,
-    to: String,
-    resolution_s: i64,
-    source: &'static str,
-    timestamps: Stamps<'a>,
-    series: ByMetric<'a>,
-}
-
-/// `{"cpu": {"avg": [...], "min": [...], "max": [...]}, ...}` in request order,
-/// for the one node of `fleet`.
-struct ByMetric<'a> {
-    metrics: &'a [usize],
-    fleet: &'a Fleet,
-}
-
-impl Serialize for ByMetric<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.metrics.len()))?;
-        for (metric, &m) in self.metrics.iter().enumerate() {
-            let pick = |field| Pick {
-                fleet: self.fleet,
-                node: 0,
-                metric,
-                field,
-            };
-            let stats = Stats {
-                avg: pick(|p| p.avg),
-                min: pick(|p| p.min),
-                max: pick(|p| p.max),
-            };
-            map.serialize_entry(METRICS[m], &stats)?;
+    // Written straight from the buckets (chart_json): ~5,000 values for a
+    // 24-hour chart of two metrics cost more through serde than reading them.
+    let mut j = Json::new();
+    j.raw("{").key("node_id").str(&node.id);
+    j.raw(",").key("from").time(from).raw(",").key("to").time(to);
+    j.raw(",").key("resolution_s").int(fleet.resolution_s);
+    j.raw(",").key("source").str(fleet.source);
+    j.raw(",").key("timestamps").times(fleet.timestamps(0));
+    j.raw(",").key("series").raw("{");
+    for (i, &m) in metrics.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
         }
-        map.end()
+        j.key(METRICS[m]).raw("{");
+        let fields: [(&str, Field); 3] = [("avg", |p| p.avg), ("min", |p| p.min), ("max", |p| p.max)];
+        for (k, (name, field)) in fields.into_iter().enumerate() {
+            if k > 0 {
+                j.raw(",");
+            }
+            j.key(name)
+                .values(fleet.points(0, i).map(|p| p.as_ref().map(field)));
+        }
+        j.raw("}");
     }
-}
-
-/// One metric's buckets as three arrays, null where a bucket has no value.
-#[derive(Serialize)]
-struct Stats<'a> {
-    avg: Pick<'a>,
-    min: Pick<'a>,
-    max: Pick<'a>,
-}
-
-/// One field of one requested metric in every bucket of one node, null
-/// where a bucket has no value.
-struct Pick<'a> {
-    fleet: &'a Fleet,
-    node: usize,
-    metric: usize,
-    field: fn(&Point) -> f64,
-}
-
-impl Serialize for Pick<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let field = self.field;
-        s.collect_seq(
-            self.fleet
-                .points(self.node, self.metric)
-                .map(|p| p.as_ref().map(|p| chart_value(field(p)))),
-        )
-    }
-}
-
-/// Chart values to 4 decimal places: finer than any chart draws, and a
-/// bucket's average printed in full (`60.45833333333333`) made up most of a
-/// reply's bytes and its formatting time.
-fn chart_value(v: f64) -> f64 {
-    let r = (v * 1e4).round() / 1e4;
-    // Adding 0.0 turns -0.0 into 0.0; values too large to scale stay as they are.
-    if r.is_finite() {
-        r + 0.0
-    } else {
-        v
-    }
+    j.raw("}}");
+    Ok(Reply::text(200, "application/json", j.0))
 }
 
 pub fn node_history_csv(ctx: &mut Ctx, call: &Call) -> ApiResult {
@@ -223,74 +156,26 @@ pub fn charts(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let fleet = ctx
         .store
         .history_many(&ids, &metrics, from, to, MAX_CHART_POINTS, now)?;
-    // Serialised straight from the buckets: a fleet of 500 nodes is ~100k
-    // points, which as a JSON value tree cost several times the body.
-    let chart = Chart {
-        metric: METRICS[metrics[0]],
-        from: clock::rfc3339(from),
-        to: clock::rfc3339(to),
-        resolution_s: if ids.is_empty() { 0 } else { fleet.resolution_s },
-        nodes: ChartNodes {
-            nodes: &nodes,
-            fleet: &fleet,
-        },
-    };
-    Ok(Reply::ok(&chart))
-}
-
-#[derive(Serialize)]
-struct Chart<'a> {
-    metric: &'static str,
-    from: String,
-    to: String,
-    resolution_s: i64,
-    nodes: ChartNodes<'a>,
-}
-
-/// `[{"id", "name", "timestamps", "avg"}, ...]`, one per node, in order.
-struct ChartNodes<'a> {
-    nodes: &'a [Node],
-    fleet: &'a Fleet,
-}
-
-impl Serialize for ChartNodes<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.nodes.iter().enumerate().map(|(i, n)| ChartNode {
-            id: &n.id,
-            name: &n.name,
-            timestamps: Stamps(self.fleet, i),
-            avg: Pick {
-                fleet: self.fleet,
-                node: i,
-                metric: 0,
-                field: |p| p.avg,
-            },
-        }))
+    // Written straight from the buckets (chart_json): a fleet of 500 nodes
+    // is ~100k points, which as a JSON value tree cost several times the body.
+    let mut j = Json::new();
+    j.raw("{").key("metric").str(METRICS[metrics[0]]);
+    j.raw(",").key("from").time(from).raw(",").key("to").time(to);
+    j.raw(",")
+        .key("resolution_s")
+        .int(if ids.is_empty() { 0 } else { fleet.resolution_s });
+    j.raw(",").key("nodes").raw("[");
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw("{").key("id").str(&n.id).raw(",").key("name").str(&n.name);
+        j.raw(",").key("timestamps").times(fleet.timestamps(i));
+        j.raw(",")
+            .key("avg")
+            .values(fleet.points(i, 0).map(|p| p.map(|p| p.avg)));
+        j.raw("}");
     }
-}
-
-#[derive(Serialize)]
-struct ChartNode<'a> {
-    id: &'a str,
-    name: &'a str,
-    timestamps: Stamps<'a>,
-    avg: Pick<'a>,
-}
-
-/// A bucket time written as an RFC 3339 string without an allocation.
-struct Rfc3339(i64);
-
-impl Serialize for Rfc3339 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&clock::rfc3339_display(self.0))
-    }
-}
-
-/// One node's bucket times, as RFC 3339 strings.
-struct Stamps<'a>(&'a Fleet, usize);
-
-impl Serialize for Stamps<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.timestamps(self.1).map(Rfc3339))
-    }
+    j.raw("]}");
+    Ok(Reply::text(200, "application/json", j.0))
 }

@@ -8,6 +8,7 @@ pub mod alert_rules;
 pub mod alerts;
 pub mod auth;
 pub mod channels;
+mod chart_json;
 pub mod checks;
 pub mod download;
 pub mod forecast;

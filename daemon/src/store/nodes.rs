@@ -240,11 +240,11 @@ impl Store {
         let tx = self.begin()?;
         self.conn
             .execute(&format!("DELETE FROM samples WHERE {RAW_OF_NODE}"), [id])?;
-        // Rollup blocks are keyed by node number in their low bits, like raw samples.
+        // Rollup rows hold the node number above their 4 part bits (rollup::row_key).
         for t in super::rollup::TABLES.iter() {
             self.conn.execute(
                 &format!(
-                    "DELETE FROM {} WHERE (k & {}) = (SELECT seq FROM node_seq WHERE node_id = ?1)",
+                    "DELETE FROM {} WHERE ((k >> 4) & {}) = (SELECT seq FROM node_seq WHERE node_id = ?1)",
                     t.name,
                     super::history::SEQ_MASK
                 ),

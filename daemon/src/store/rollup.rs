@@ -1,13 +1,12 @@
 //! Rollups: 1 min, 5 min and 1 h buckets with sum/count/min/max per metric,
 //! each level built from the one below, stored as blocks (store::blocks):
-//! one row per node and stretch of `slots` buckets, keyed
-//! `(block number << TS_SHIFT) | node number` so that a time range is a key
-//! range. A watermark per level marks what is final; a timer extends it, and
+//! rows per node, metric and stretch of `slots` buckets, keyed by `row_key`
+//! so that a time range is a key range. A watermark per level marks what is final; a timer extends it, and
 //! backfilled snapshots (older than the watermark) mark their node and time
 //! range dirty so exactly those buckets are recomputed. Retention deletes
 //! each level's blocks past its own age.
 
-use super::blocks::{self, Block, Bucket, Cell};
+use super::blocks::{self, Block, Bucket, Cell, PRESENCE};
 use super::history::{METRICS, SEQ_MASK, TS_SHIFT};
 use super::Store;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -41,10 +40,14 @@ impl RollupTable {
     }
 }
 
-/// A block's key: time-major, so retention is one key range and a pass
-/// over new data writes at the end of the table.
-pub fn block_key(block: i64, seq: i64) -> i64 {
-    (block << TS_SHIFT) | (seq & SEQ_MASK)
+/// Bits of a rollup row's key below the block number: the node number
+/// (TS_SHIFT bits) and the row's part (4 bits, store::blocks).
+pub const KEY_SHIFT: i64 = TS_SHIFT + 4;
+
+/// A rollup row's key: time-major, so retention is one key range and a pass
+/// over new data writes at the end of the table; a block's rows are adjacent.
+pub fn row_key(block: i64, seq: i64, part: usize) -> i64 {
+    (block << KEY_SHIFT) | ((seq & SEQ_MASK) << 4) | (part as i64 & 15)
 }
 
 pub const TABLES: [RollupTable; 3] = [
@@ -200,17 +203,34 @@ pub fn read_level(
         return Ok(());
     }
     let mut st = conn.prepare_cached(&format!("SELECT data FROM {} WHERE k = ?1", t.name))?;
+    let slots = t.slots as usize;
     for b in t.block_of(from)..=t.block_of(to - 1) {
-        let mut rows = st.query([block_key(b, seq)])?;
-        let Some(row) = rows.next()? else { continue };
-        let data = row.get_ref(0)?.as_blob()?;
-        blocks::visit(data, t.slots as usize, want, |s, cell| {
-            let ts = t.time_of(b, s);
-            if (from..to).contains(&ts) {
-                each(ts, cell)
-            }
-        })
-        .map_err(|e| corrupt(t.name, e))?;
+        let inside = |s: usize| Some(t.time_of(b, s)).filter(|ts| (from..to).contains(ts));
+        // One key lookup per wanted metric: a row is about a page.
+        for part in std::iter::once(PRESENCE).chain((0..METRICS.len()).filter(|m| want(*m))) {
+            let mut rows = st.query([row_key(b, seq, part)])?;
+            let Some(row) = rows.next()? else {
+                if part == PRESENCE {
+                    break; // no bucket in this block
+                }
+                continue;
+            };
+            let data = row.get_ref(0)?.as_blob()?;
+            let read = if part == PRESENCE {
+                blocks::visit_presence(data, slots, |s| {
+                    if let Some(ts) = inside(s) {
+                        each(ts, None)
+                    }
+                })
+            } else {
+                blocks::visit_cells(data, slots, |s, c| {
+                    if let Some(ts) = inside(s) {
+                        each(ts, Some((part, c)))
+                    }
+                })
+            };
+            read.map_err(|e| corrupt(t.name, e))?;
+        }
     }
     Ok(())
 }
@@ -234,16 +254,18 @@ impl<'c> Packer<'c> {
         let b = self.t.block_of(ts);
         if !matches!(&self.open, Some((q, ob, _)) if *q == seq && *ob == b) {
             self.flush()?;
-            let data: Option<Vec<u8>> = self
-                .conn
-                .prepare_cached(&format!("SELECT data FROM {} WHERE k = ?1", self.t.name))?
-                .query_row([block_key(b, seq)], |r| r.get(0))
-                .optional()?;
-            let slots = self.t.slots as usize;
-            let block = match data {
-                Some(d) => Block::decode(&d, slots).map_err(|e| corrupt(self.t.name, e))?,
-                None => Block::new(slots),
-            };
+            let mut block = Block::new(self.t.slots as usize);
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT k & 15, data FROM {} WHERE k >= ?1 AND k <= ?2",
+                self.t.name
+            ))?;
+            let mut rows = st.query([row_key(b, seq, 0), row_key(b, seq, 15)])?;
+            while let Some(r) = rows.next()? {
+                let part: i64 = r.get(0)?;
+                block
+                    .load(part as usize, r.get_ref(1)?.as_blob()?)
+                    .map_err(|e| corrupt(self.t.name, e))?;
+            }
             self.open = Some((seq, b, block));
         }
         if let Some((_, _, block)) = &mut self.open {
@@ -254,12 +276,22 @@ impl<'c> Packer<'c> {
 
     fn flush(&mut self) -> rusqlite::Result<()> {
         if let Some((seq, b, block)) = self.open.take() {
-            self.conn
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO {} (k, data) VALUES (?1, ?2)",
-                    self.t.name
-                ))?
-                .execute(params![block_key(b, seq), block.encode()])?;
+            for (part, data) in block.rows() {
+                let k = row_key(b, seq, part);
+                let name = self.t.name;
+                match data {
+                    Some(d) => self
+                        .conn
+                        .prepare_cached(&format!(
+                            "INSERT OR REPLACE INTO {name} (k, data) VALUES (?1, ?2)"
+                        ))?
+                        .execute(params![k, d])?,
+                    None => self
+                        .conn
+                        .prepare_cached(&format!("DELETE FROM {name} WHERE k = ?1"))?
+                        .execute([k])?,
+                };
+            }
         }
         Ok(())
     }
@@ -472,7 +504,7 @@ impl Store {
         for t in TABLES.iter() {
             // Whole blocks only: a block goes once all of it has aged out.
             n += self.conn.execute(
-                &format!("DELETE FROM {} WHERE k < (?1 << {TS_SHIFT})", t.name),
+                &format!("DELETE FROM {} WHERE k < (?1 << {KEY_SHIFT})", t.name),
                 [t.block_of(now - r.of(t.label))],
             )?;
         }
