@@ -403,7 +403,10 @@ fn sweep_one(path: &Path, v: &Variant) -> Res<Swept> {
     };
     // Two hours of history, rolled up, latest snapshots written: a daemon
     // that has been running. Live data then starts ahead of the watermarks.
-    let t_live = now - SWEEP_ROUNDS as i64 * 30 - 600;
+    // Passes run just after multiples of ROLLUP_EVERY (engine::timers), so
+    // the measured interval starts and ends on that grid as well.
+    let every = ROLLUP_EVERY.as_secs() as i64;
+    let t_live = (now - SWEEP_ROUNDS as i64 * 30 - 600).div_euclid(every) * every;
     let t_hist = t_live - 2 * 3600;
     // Spread evenly over the interval in node order, so requests arrive in
     // time order as they do from a live fleet.

@@ -6,9 +6,10 @@
 /// Spacing of rollup passes. History reads take the not-yet-rolled-up tail
 /// from raw samples (one key lookup per sample, store::tail), so charts
 /// lose nothing. The gain: a pass writes several pages per node per rollup
-/// level whatever it adds (b-tree rebalancing), so rarer passes write less:
+/// level whatever it adds, so rarer passes write less: with bucket rows,
 /// 4.2 KB per snapshot every 10 minutes, 1.8 KB every 30, 1.2 KB every 60
-/// (200 nodes at 30 s, docs/BENCHMARKS.md §4).
+/// (200 nodes at 30 s, docs/BENCHMARKS.md §4). Rollup blocks of the fine
+/// levels span this interval.
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(2 * 3600);
 
 /// Spacing of the latest snapshots' write-behind: after a crash, a node's
@@ -43,12 +44,22 @@ pub async fn next_done<T>(
     .await
 }
 
+/// How long after a grid point (a multiple of FLUSH_EVERY in Unix time) the
+/// timed passes run: the last bucket before it has settled by then.
+const AFTER_GRID_S: i64 = crate::store::rollup::SETTLE_S + 30;
+
+/// Rollup passes and the latest snapshots' write-behind: once at start, then
+/// on a wall-clock grid. A rollup pass runs just after each multiple of
+/// ROLLUP_EVERY, which is where 1-minute and 5-minute rollup blocks end
+/// (store::rollup::TABLES), so each pass writes the blocks it completes
+/// once, instead of rewriting half-filled ones (BENCHMARKS §4).
 pub async fn rollups(shared: Shared) {
-    let flushes_per_pass = (ROLLUP_EVERY.as_secs() / FLUSH_EVERY.as_secs()).max(1);
-    for tick in 0u64.. {
+    let every = FLUSH_EVERY.as_secs() as i64;
+    let mut roll = true;
+    loop {
         {
             let mut ctx = shared.borrow_mut();
-            if tick % flushes_per_pass == 0 {
+            if roll {
                 if let Err(e) = ctx.store.roll_up(crate::clock::now()) {
                     log::error!("rollup pass failed: {e}");
                 }
@@ -57,7 +68,10 @@ pub async fn rollups(shared: Shared) {
                 log::error!("writing latest snapshots failed: {e}");
             }
         }
-        Timer::after(FLUSH_EVERY).await;
+        let now = crate::clock::now();
+        let grid = (now - AFTER_GRID_S).div_euclid(every) * every + every;
+        Timer::after(Duration::from_secs((grid + AFTER_GRID_S - now).max(1) as u64)).await;
+        roll = grid.rem_euclid(ROLLUP_EVERY.as_secs() as i64) == 0;
     }
 }
 

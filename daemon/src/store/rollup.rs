@@ -16,9 +16,10 @@ pub struct RollupTable {
     pub name: &'static str,
     pub label: &'static str,
     pub resolution_s: i64,
-    /// Buckets per block: a pass rewrites the blocks it touches whole, so
-    /// a block spans about one pass interval (engine::timers::ROLLUP_EVERY)
-    /// at the fine levels and a day or two at the coarse one.
+    /// Buckets per block. A pass rewrites the blocks it touches whole, and
+    /// passes run just after multiples of engine::timers::ROLLUP_EVERY (2 h):
+    /// blocks of the 1- and 5-minute levels span exactly that, so a pass
+    /// writes each once, complete; the hourly level's blocks span a day.
     pub slots: i64,
 }
 
@@ -61,13 +62,13 @@ pub const TABLES: [RollupTable; 3] = [
         name: "rollup_5m",
         label: "5m",
         resolution_s: 300,
-        slots: 72,
+        slots: 24,
     },
     RollupTable {
         name: "rollup_1h",
         label: "1h",
         resolution_s: 3600,
-        slots: 48,
+        slots: 24,
     },
 ];
 
@@ -102,7 +103,7 @@ impl Retention {
 }
 
 /// Seconds a bucket stays open for samples that arrive a little late.
-const SETTLE_S: i64 = 120;
+pub const SETTLE_S: i64 = 120;
 
 /// Raw samples are read for windows up to this long. The raw table is
 /// time-major (cheap to write), so a per-node read scans every node's rows
