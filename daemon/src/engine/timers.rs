@@ -54,7 +54,6 @@ const AFTER_GRID_S: i64 = crate::store::rollup::SETTLE_S + 30;
 /// (store::rollup::TABLES), so each pass writes the blocks it completes
 /// once, instead of rewriting half-filled ones (BENCHMARKS §4).
 pub async fn rollups(shared: Shared) {
-    let every = FLUSH_EVERY.as_secs() as i64;
     let mut roll = true;
     loop {
         {
@@ -69,10 +68,21 @@ pub async fn rollups(shared: Shared) {
             }
         }
         let now = crate::clock::now();
-        let grid = (now - AFTER_GRID_S).div_euclid(every) * every + every;
-        Timer::after(Duration::from_secs((grid + AFTER_GRID_S - now).max(1) as u64)).await;
-        roll = grid.rem_euclid(ROLLUP_EVERY.as_secs() as i64) == 0;
+        let (at, next_rolls) = next_upkeep(now);
+        Timer::after(Duration::from_secs((at - now).max(1) as u64)).await;
+        roll = next_rolls;
     }
+}
+
+/// When the next write-behind runs after `now` (Unix seconds), and whether a
+/// rollup pass runs with it.
+fn next_upkeep(now: i64) -> (i64, bool) {
+    let every = FLUSH_EVERY.as_secs() as i64;
+    let grid = (now - AFTER_GRID_S).div_euclid(every) * every + every;
+    (
+        grid + AFTER_GRID_S,
+        grid.rem_euclid(ROLLUP_EVERY.as_secs() as i64) == 0,
+    )
 }
 
 pub async fn retention(shared: Shared) {
@@ -126,5 +136,33 @@ pub async fn alerts(shared: Shared) {
             ctx.cfg.alert_tick_s
         };
         Timer::after(Duration::from_secs(every)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_passes_run_just_after_each_even_two_hours() {
+        let day = 20_000 * 86400;
+        // Just after start-up at 00:03: the next write-behind is at 00:30 + 150 s, no pass.
+        assert_eq!(next_upkeep(day + 180), (day + 1800 + AFTER_GRID_S, false));
+        // At 01:59 the next one is 02:00 + 150 s, with a pass.
+        assert_eq!(next_upkeep(day + 7200 - 60), (day + 7200 + AFTER_GRID_S, true));
+        // Woken at exactly that moment, it looks half an hour ahead.
+        assert_eq!(
+            next_upkeep(day + 7200 + AFTER_GRID_S),
+            (day + 9000 + AFTER_GRID_S, false)
+        );
+        let passes = (0..24)
+            .scan(day, |t, _| {
+                let (at, roll) = next_upkeep(*t);
+                *t = at;
+                Some(roll)
+            })
+            .filter(|r| *r)
+            .count();
+        assert_eq!(passes, 6, "a pass every 2 hours over 12 hours of write-behinds");
     }
 }
