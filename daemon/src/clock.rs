@@ -42,22 +42,17 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: i64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    fn digits(out: &mut Vec<u8>, n: i64, width: u32) {
-        for p in (0..width).rev() {
-            out.push(b'0' + (n / 10i64.pow(p) % 10) as u8);
-        }
-    }
-    digits(out, year, 4);
-    out.push(b'-');
-    digits(out, month, 2);
-    out.push(b'-');
-    digits(out, day, 2);
-    out.push(b'T');
-    digits(out, secs / 3600, 2);
-    out.push(b':');
-    digits(out, secs / 60 % 60, 2);
-    out.push(b':');
-    digits(out, secs % 60, 2);
+    let two = |n: i64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+    let [y1, y2] = two(year / 100);
+    let [y3, y4] = two(year % 100);
+    let [mo1, mo2] = two(month);
+    let [d1, d2] = two(day);
+    let [h1, h2] = two(secs / 3600);
+    let [mi1, mi2] = two(secs / 60 % 60);
+    let [s1, s2] = two(secs % 60);
+    out.extend_from_slice(&[
+        y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2,
+    ]);
     out.push(b'Z');
 }
 
