@@ -70,13 +70,16 @@ impl Store {
         // default file-backed temp store so memory stays bounded. The page
         // cache is 4 MB: a 30-day chart of one node reads ~3.5 MB of 5-minute
         // rollup pages, and with SQLite's default 2 MB its p99 doubled
-        // (docs/BENCHMARKS.md §2, §3).
+        // (docs/BENCHMARKS.md §2, §3). A burst (a large backfill) can grow
+        // the WAL file far past the 4 MB auto-checkpoint; the size limit
+        // truncates it back to 64 MB when the WAL next starts over.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-4000;",
+             PRAGMA cache_size=-4000;
+             PRAGMA journal_size_limit=67108864;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         // Room for every statement the ingest and auth paths cache (the
@@ -88,7 +91,18 @@ impl Store {
             latest: Default::default(),
             tail: Default::default(),
         };
-        schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
+        let migrated =
+            schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
+        if migrated {
+            // A migration that rewrites tables leaves its pages in the WAL
+            // (370 MB after packing a 500-node day of rollups, version 9):
+            // hand them to the database file and shrink the WAL now rather
+            // than at the next shutdown.
+            store
+                .conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|e| format!("checkpointing {} after migrating: {e}", path.display()))?;
+        }
         store
             .load_latest()
             .map_err(|e| format!("reading latest snapshots from {}: {e}", path.display()))?;

@@ -458,13 +458,15 @@ fn rollup_tables_sql() -> String {
     sql
 }
 
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Applies every pending migration; true if any ran.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<bool> {
     migrate_up_to(conn, i64::MAX)
 }
 
 /// Applies the migrations after the database's version, up to `last`.
-fn migrate_up_to(conn: &mut Connection, last: i64) -> rusqlite::Result<()> {
+fn migrate_up_to(conn: &mut Connection, last: i64) -> rusqlite::Result<bool> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let mut ran = false;
     // Migration 2 is generated: the rollup tables.
     let generated = rollup_tables_sql();
     let all: Vec<&str> = MIGRATIONS
@@ -486,8 +488,9 @@ fn migrate_up_to(conn: &mut Connection, last: i64) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         log::info!("database migrated to version {version}");
+        ran = true;
     }
-    Ok(())
+    Ok(ran)
 }
 
 #[cfg(test)]
@@ -497,8 +500,8 @@ mod tests {
     #[test]
     fn migrations_apply_once() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
-        migrate(&mut conn).unwrap();
+        assert!(migrate(&mut conn).unwrap(), "an empty database is migrated");
+        assert!(!migrate(&mut conn).unwrap(), "and then has nothing to do");
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, 9);
     }
