@@ -195,7 +195,7 @@ impl Store {
     }
 
     /// `history` for several nodes at once, in `node_ids` order. Each node's
-    /// rollup rows are one key range; the tail past the watermark comes from
+    /// rollup blocks are read by key; the tail past the watermark comes from
     /// one scan of the time-major raw table for all of them (per node, that
     /// scan would read every node's rows once per node).
     pub fn history_many(

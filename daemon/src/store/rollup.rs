@@ -107,7 +107,7 @@ pub const SETTLE_S: i64 = 120;
 
 /// Raw samples are read for windows up to this long. The raw table is
 /// time-major (cheap to write), so a per-node read scans every node's rows
-/// in the window; longer windows read the node-major rollups.
+/// in the window; longer windows read the node's rollup blocks by key.
 pub const RAW_MAX_SPAN_S: i64 = 3600;
 
 /// Raw for short windows; otherwise the coarsest level not coarser than
@@ -412,9 +412,8 @@ impl Store {
     /// One rollup pass: extend every level's watermark to the last settled
     /// bucket, recompute dirty ranges, all in one transaction.
     /// The raw level is built from the time-major raw table with one range
-    /// scan over all (or all dirty) nodes; coarser levels read the
-    /// node-major level below through per-node key ranges, so no pass ever
-    /// scans a whole table.
+    /// scan over all (or all dirty) nodes; coarser levels read the level
+    /// below's blocks per node by key, so no pass ever scans a whole table.
     pub fn roll_up(&mut self, now: i64) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let store = StoreTx(&tx);
