@@ -278,15 +278,15 @@ impl Store {
                                 to: listed_from.min(to),
                                 ..w
                             };
-                            self.accumulate(Source::Raw(Some(node)), &older, &mut each)?;
+                            self.accumulate(Some(node), &older, &mut each)?;
                         }
                         self.accumulate_at(node, &times, &w, &mut each)?;
                     }
-                    None => self.accumulate(Source::Raw(Some(node)), &w, &mut each)?,
+                    None => self.accumulate(Some(node), &w, &mut each)?,
                 }
             } else {
                 let index: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-                self.accumulate(Source::Raw(None), &w, &mut |node, b, row| match index.get(node) {
+                self.accumulate(None, &w, &mut |node, b, row| match index.get(node) {
                     Some(&i) => grid.merge(i, b, row),
                     None => Ok(()),
                 })?;
@@ -322,11 +322,13 @@ impl Store {
         Ok(())
     }
 
-    /// Streams the buckets of `w` from `source` to `each(node_id, bucket,
-    /// row)`; the row holds sum, count, min and max per metric from column 2 on.
+    /// Streams the raw-sample buckets of `w` of one node (or of every node,
+    /// one scan for a fleet) to `each(node_id, bucket, row)`; the row holds
+    /// sum, count, min and max per metric from column 2 on. Rollups are read
+    /// by `rollup::read_level`.
     fn accumulate(
         &self,
-        source: Source,
+        node: Option<&str>,
         w: &Window,
         each: &mut dyn FnMut(&str, i64, &rusqlite::Row) -> rusqlite::Result<()>,
     ) -> rusqlite::Result<()> {
@@ -339,22 +341,16 @@ impl Store {
         let cols = raw_cols(w.metrics);
         // One node names itself (no column read per row); raw samples are
         // read by their time range.
-        let (sql, node) = match source {
-            Source::Raw(Some(node)) => (
-                format!(
-                    "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4{cols} FROM samples
+        let sql = match node {
+            Some(_) => format!(
+                "SELECT ?1, ((ts_node >> {TS_SHIFT}) / ?4) * ?4{cols} FROM samples
                      WHERE ts_node >= (?2 << {TS_SHIFT}) AND ts_node < (?3 << {TS_SHIFT})
                        AND {RAW_OF_NODE}"
-                ),
-                Some(node),
             ),
-            Source::Raw(None) => (
-                format!(
-                    "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4{cols}
+            None => format!(
+                "SELECT q.node_id, ((s.ts_node >> {TS_SHIFT}) / ?4) * ?4{cols}
                      FROM {RAW_WITH_NODE}
                      WHERE ?1 IS NULL AND s.ts_node >= (?2 << {TS_SHIFT}) AND s.ts_node < (?3 << {TS_SHIFT})"
-                ),
-                None,
             ),
         };
         let mut st = self.conn.prepare_cached(&sql)?;
@@ -381,12 +377,6 @@ fn raw_cols(metrics: &[usize]) -> String {
             format!(", {name}, {name} IS NOT NULL, {name}, {name}")
         })
         .collect()
-}
-
-/// Where `accumulate` reads: raw samples of one node or of every node (one
-/// scan for a fleet). Rollups are read by `rollup::read_level`.
-enum Source<'a> {
-    Raw(Option<&'a str>),
 }
 
 /// What `accumulate` reads: the metrics, a window and a bucket width.
