@@ -805,21 +805,17 @@ fn assert_nothing_non_finite_stored(store: &mut Store) -> BTreeMap<&'static str,
             .collect::<Result<_, _>>()
             .expect("rollup rows");
         for (part, data) in &rows {
-            let part = *part as usize;
-            let slots = t.slots as usize;
-            let read = if part == crate::store::blocks::PRESENCE {
-                crate::store::blocks::visit_presence(data, slots, |_| {})
-            } else {
-                crate::store::blocks::visit_cells(data, slots, |_, c| {
+            crate::store::blocks::visit_row(*part as usize, data, t.slots as usize, |_, cell| {
+                if let Some((m, c)) = cell {
                     assert!(
                         c.sum.is_finite() && c.min.is_finite() && c.max.is_finite(),
                         "{}: {} holds a non-finite number: {c:?}",
                         t.name,
-                        METRICS[part]
+                        METRICS[m]
                     );
-                })
-            };
-            read.unwrap_or_else(|e| panic!("{}: a row does not decode: {e}", t.name));
+                }
+            })
+            .unwrap_or_else(|e| panic!("{}: a row does not decode: {e}", t.name));
         }
         counts.insert(t.name, rows.len());
     }

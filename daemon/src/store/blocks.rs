@@ -80,7 +80,7 @@ fn split(data: &[u8], slots: usize) -> Result<(&[u8], &[u8]), String> {
 }
 
 /// Calls `each(slot)` for every slot a presence row lists.
-pub fn visit_presence(data: &[u8], slots: usize, mut each: impl FnMut(usize)) -> Result<(), String> {
+fn visit_presence(data: &[u8], slots: usize, mut each: impl FnMut(usize)) -> Result<(), String> {
     let (map, rest) = split(data, slots)?;
     if !rest.is_empty() {
         return Err("presence row has trailing bytes".into());
@@ -90,7 +90,7 @@ pub fn visit_presence(data: &[u8], slots: usize, mut each: impl FnMut(usize)) ->
 }
 
 /// Calls `each(slot, cell)` for every value in a metric row.
-pub fn visit_cells(data: &[u8], slots: usize, mut each: impl FnMut(usize, Cell)) -> Result<(), String> {
+fn visit_cells(data: &[u8], slots: usize, mut each: impl FnMut(usize, Cell)) -> Result<(), String> {
     let (map, cells) = split(data, slots)?;
     let count = (0..slots).filter(|s| bit(map, *s)).count();
     if cells.len() != count * CELL_BYTES {
@@ -112,6 +112,24 @@ pub fn visit_cells(data: &[u8], slots: usize, mut each: impl FnMut(usize, Cell))
         each(s, c);
     }
     Ok(())
+}
+
+/// Walks one stored row of a block, whatever its part: `each(slot, None)`
+/// for every bucket a presence row lists, `each(slot, Some((metric, cell)))`
+/// for every value of a metric row.
+pub fn visit_row(
+    part: usize,
+    data: &[u8],
+    slots: usize,
+    mut each: impl FnMut(usize, Option<(usize, Cell)>),
+) -> Result<(), String> {
+    if part == PRESENCE {
+        visit_presence(data, slots, |s| each(s, None))
+    } else if part < METRICS.len() {
+        visit_cells(data, slots, |s, c| each(s, Some((part, c))))
+    } else {
+        Err(format!("rollup row has unknown part {part}"))
+    }
 }
 
 /// A block being rewritten: every row of it decoded.
@@ -138,13 +156,10 @@ impl Block {
     /// Takes in one stored row of the block.
     pub fn load(&mut self, part: usize, data: &[u8]) -> Result<(), String> {
         let slots = self.slots;
-        if part == PRESENCE {
-            visit_presence(data, slots, |s| self.present[s] = true)?;
-        } else if part < METRICS.len() {
-            visit_cells(data, slots, |s, c| self.cells[part * slots + s] = Some(c))?;
-        } else {
-            return Err(format!("rollup row has unknown part {part}"));
-        }
+        visit_row(part, data, slots, |s, cell| match cell {
+            None => self.present[s] = true,
+            Some((m, c)) => self.cells[m * slots + s] = Some(c),
+        })?;
         self.had |= 1 << part;
         Ok(())
     }

@@ -240,17 +240,7 @@ impl Store {
         let tx = self.begin()?;
         self.conn
             .execute(&format!("DELETE FROM samples WHERE {RAW_OF_NODE}"), [id])?;
-        // Rollup rows hold the node number above their 4 part bits (rollup::row_key).
-        for t in super::rollup::TABLES.iter() {
-            self.conn.execute(
-                &format!(
-                    "DELETE FROM {} WHERE ((k >> 4) & {}) = (SELECT seq FROM node_seq WHERE node_id = ?1)",
-                    t.name,
-                    super::history::SEQ_MASK
-                ),
-                [id],
-            )?;
-        }
+        super::rollup::delete_node_rows(&self.conn, id)?;
         let deleted = self.conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? > 0;
         tx.commit()?;
         Ok(deleted)

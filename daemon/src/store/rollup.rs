@@ -1,10 +1,10 @@
 //! Rollups: 1 min, 5 min and 1 h buckets with sum/count/min/max per metric,
 //! each level built from the one below, stored as blocks (store::blocks):
 //! rows per node, metric and stretch of `slots` buckets, keyed by `row_key`
-//! so that a time range is a key range. A watermark per level marks what is final; a timer extends it, and
-//! backfilled snapshots (older than the watermark) mark their node and time
-//! range dirty so exactly those buckets are recomputed. Retention deletes
-//! each level's blocks past its own age.
+//! so that a time range is a key range. A watermark per level marks what is
+//! final; a timer extends it, and backfilled snapshots (older than the
+//! watermark) mark their node and time range dirty so exactly those buckets
+//! are recomputed. Retention deletes each level's blocks past its own age.
 
 use super::blocks::{self, Block, Bucket, Cell, PRESENCE};
 use super::history::{METRICS, SEQ_MASK, TS_SHIFT};
@@ -44,6 +44,21 @@ impl RollupTable {
 /// Bits of a rollup row's key below the block number: the node number
 /// (TS_SHIFT bits) and the row's part (4 bits, store::blocks).
 pub const KEY_SHIFT: i64 = TS_SHIFT + 4;
+
+/// Deletes every rollup row of the node named `node_id` (its number sits
+/// above the 4 part bits of `row_key`): a scan, as node deletion is rare.
+pub fn delete_node_rows(conn: &Connection, node_id: &str) -> rusqlite::Result<()> {
+    for t in TABLES.iter() {
+        conn.execute(
+            &format!(
+                "DELETE FROM {} WHERE ((k >> 4) & {SEQ_MASK}) = (SELECT seq FROM node_seq WHERE node_id = ?1)",
+                t.name
+            ),
+            [node_id],
+        )?;
+    }
+    Ok(())
+}
 
 /// A rollup row's key: time-major, so retention is one key range and a pass
 /// over new data writes at the end of the table; a block's rows are adjacent.
@@ -154,10 +169,12 @@ fn raw_buckets_sql(dirty_only: bool) -> String {
         aggs.push_str(&format!(", sum({m}), count({m}), min({m}), max({m})"));
     }
     let nodes = if dirty_only {
-        " AND (ts_node & 16777215) IN (SELECT seq FROM node_seq WHERE node_id IN
+        format!(
+            " AND (ts_node & {SEQ_MASK}) IN (SELECT seq FROM node_seq WHERE node_id IN
               (SELECT substr(key, 7) FROM settings WHERE key LIKE 'dirty:%'))"
+        )
     } else {
-        ""
+        String::new()
     };
     // Raw keys are (ts << TS_SHIFT) | node number: a time range is a key range.
     format!(
@@ -217,20 +234,12 @@ pub fn read_level(
                 continue;
             };
             let data = row.get_ref(0)?.as_blob()?;
-            let read = if part == PRESENCE {
-                blocks::visit_presence(data, slots, |s| {
-                    if let Some(ts) = inside(s) {
-                        each(ts, None)
-                    }
-                })
-            } else {
-                blocks::visit_cells(data, slots, |s, c| {
-                    if let Some(ts) = inside(s) {
-                        each(ts, Some((part, c)))
-                    }
-                })
-            };
-            read.map_err(|e| corrupt(t.name, e))?;
+            blocks::visit_row(part, data, slots, |s, cell| {
+                if let Some(ts) = inside(s) {
+                    each(ts, cell)
+                }
+            })
+            .map_err(|e| corrupt(t.name, e))?;
         }
     }
     Ok(())
@@ -329,9 +338,8 @@ fn roll_node(
     while start < to {
         let end = ((t.block_of(start) + 1) * t.span()).min(to);
         let mut fresh: Vec<Option<Bucket>> = vec![None; t.slots as usize];
-        let slot = |ts: i64| t.slot_of(ts.div_euclid(t.resolution_s) * t.resolution_s);
         read_level(conn, src, seq, (start, end), &|_| true, &mut |ts, cell| {
-            let b = fresh[slot(ts)].get_or_insert([None; METRICS.len()]);
+            let b = fresh[t.slot_of(ts)].get_or_insert([None; METRICS.len()]);
             if let Some((m, c)) = cell {
                 blocks::merge_into(&mut b[m], &c);
             }
