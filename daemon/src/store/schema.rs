@@ -671,7 +671,7 @@ mod tests {
         );
         assert_eq!(
             read(&TABLES[2], 2, 1),
-            vec![(3600, None), (3600, Some((120, 100.0, 0.5, 0.9)))]
+            vec![(3600, None), (3600, Some((120, 100.0, 0.5, f64::from(0.9f32))))]
         );
         for old in ["rollup_1m_v8", "rollup_5m_v8", "rollup_1h_v8"] {
             let n: i64 = conn
