@@ -71,18 +71,27 @@ impl Client {
     pub fn enroll(&self, req: &EnrollRequest) -> Result<EnrollReply, SendError> {
         let body =
             serde_json::to_vec(req).map_err(|e| SendError::Transport(format!("encoding request: {e}")))?;
-        let text = self.post("/api/v1/agent/enroll", None, &body)?;
+        let text = self.post("/api/v1/agent/enroll", None, &body, None)?;
         serde_json::from_str(&text).map_err(|e| {
             SendError::Transport(format!("the server's enroll reply is not what cairnd sends: {e}"))
         })
     }
 
     /// Sends a batch of snapshots. `Ok` means the server has stored them
-    /// (cairnd answers 200 only after its transaction commits).
-    pub fn ingest(&self, token: &str, batch: &IngestBatch) -> Result<IngestReply, SendError> {
+    /// (cairnd answers 200 only after its transaction commits). A non-zero
+    /// `commit_within_s` lets the server hold the batch that long for a
+    /// shared commit (the reply waits as long).
+    pub fn ingest(
+        &self,
+        token: &str,
+        batch: &IngestBatch,
+        commit_within_s: u32,
+    ) -> Result<IngestReply, SendError> {
         let body = serde_json::to_vec(batch)
             .map_err(|e| SendError::Transport(format!("encoding snapshots: {e}")))?;
-        let text = self.post("/api/v1/agent/ingest", Some(token), &body)?;
+        let within = commit_within_s.to_string();
+        let extra = (commit_within_s > 0).then_some((cairn_wire::COMMIT_WITHIN_HEADER, within.as_str()));
+        let text = self.post("/api/v1/agent/ingest", Some(token), &body, extra)?;
         // Stored even if the reply is odd: say so, keep the current settings.
         Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
             log::warn!("ingest reply not understood ({e}); keeping current settings");
@@ -94,12 +103,18 @@ impl Client {
     pub fn check_results(&self, token: &str, results: &CheckResults) -> Result<(), SendError> {
         let body = serde_json::to_vec(results)
             .map_err(|e| SendError::Transport(format!("encoding check results: {e}")))?;
-        self.post("/api/v1/agent/check-results", Some(token), &body)
+        self.post("/api/v1/agent/check-results", Some(token), &body, None)
             .map(|_| ())
     }
 
     /// POSTs JSON and returns the body of a 2xx reply.
-    fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> Result<String, SendError> {
+    fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+        extra: Option<(&str, &str)>,
+    ) -> Result<String, SendError> {
         let url = format!("{}{path}", self.server);
         let mut req = self
             .agent
@@ -108,6 +123,9 @@ impl Client {
             .header("Accept", "application/json");
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
         }
         let mut resp = req
             .send(body)

@@ -93,6 +93,7 @@ pub fn run(config_flag: Option<PathBuf>, explicit_level: bool) -> Result<(), Str
         if let Err(e) = spool.append(&snap) {
             log::error!("spool: {e}; this snapshot is lost");
         }
+        shipper.commit_within_s = cairn_wire::commit_within_s(interval);
         let out = shipper.flush(&mut spool, &stop);
         if out.sent > 0 && !delivered_once {
             log::info!("delivering to {server}: {} snapshot(s) accepted", out.sent);

@@ -50,6 +50,9 @@ pub struct Shipper {
     /// When a rejected token was last logged: it needs a human, so it is
     /// repeated, but hourly rather than every interval.
     auth_error_logged: Option<Instant>,
+    /// How long the server may hold a live snapshot before committing it
+    /// (`cairn_wire::COMMIT_WITHIN_HEADER`); 0 asks for the next commit.
+    pub commit_within_s: u32,
 }
 
 const REPEAT_AUTH_ERROR: Duration = Duration::from_secs(3600);
@@ -61,6 +64,7 @@ impl Shipper {
             token,
             down_since_warned: false,
             auth_error_logged: None,
+            commit_within_s: 0,
         }
     }
 
@@ -68,6 +72,15 @@ impl Shipper {
     pub fn flush(&mut self, spool: &mut Spool, stop: &AtomicBool) -> Outcome {
         let mut out = Outcome::default();
         let mut batch = BATCH;
+        // Live (everything fits one request): the server may gather it with
+        // other agents' snapshots into a later commit, which saves its disk
+        // most of a commit's pages; the snapshot stays in the spool until the
+        // reply either way. A backfill goes as fast as the server commits.
+        let within_s = if spool.len() <= BATCH {
+            self.commit_within_s
+        } else {
+            0
+        };
         while !spool.is_empty() && !stop.load(Ordering::Relaxed) {
             let items = spool.peek(batch);
             if items.is_empty() {
@@ -75,7 +88,10 @@ impl Shipper {
             }
             let n = items.len();
             let (entries, snapshots): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
-            match self.client.ingest(&self.token, &IngestBatch { snapshots }) {
+            match self
+                .client
+                .ingest(&self.token, &IngestBatch { snapshots }, within_s)
+            {
                 Ok(reply) => {
                     self.auth_error_logged = None;
                     if let Err(e) = spool.remove(&entries) {
@@ -168,6 +184,7 @@ pub(crate) mod tests {
     pub struct Seen {
         pub path: String,
         pub authorization: Option<String>,
+        pub commit_within: Option<String>,
         pub body: serde_json::Value,
     }
 
@@ -194,6 +211,7 @@ pub(crate) mod tests {
                     let path = line.split(' ').nth(1).unwrap_or("").to_string();
                     let mut len = 0usize;
                     let mut auth = None;
+                    let mut within = None;
                     loop {
                         let mut h = String::new();
                         reader.read_line(&mut h).unwrap();
@@ -205,6 +223,7 @@ pub(crate) mod tests {
                         match k.to_ascii_lowercase().as_str() {
                             "content-length" => len = v.trim().parse().unwrap(),
                             "authorization" => auth = Some(v.trim().to_string()),
+                            "cairn-commit-within" => within = Some(v.trim().to_string()),
                             _ => {}
                         }
                     }
@@ -213,6 +232,7 @@ pub(crate) mod tests {
                     log.lock().unwrap().push(Seen {
                         path,
                         authorization: auth,
+                        commit_within: within,
                         body: serde_json::from_slice(&buf).unwrap_or(serde_json::Value::Null),
                     });
                     let mut s = stream;
@@ -286,6 +306,22 @@ pub(crate) mod tests {
         assert_eq!(sizes, vec![100, 100, 50]);
         assert_eq!(timestamps(&seen[0].body)[0], "t0000");
         assert_eq!(timestamps(&seen[2].body)[49], "t0249");
+    }
+
+    #[test]
+    fn only_a_live_flush_lets_the_server_delay_its_commit() {
+        let server = FakeServer::start(vec![ok(30)]);
+        let (_d, mut spool) = spool_with("within", 1);
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
+        ship.commit_within_s = 15;
+        assert_eq!(ship.flush(&mut spool, &AtomicBool::new(false)).sent, 1);
+        let (_d2, mut backlog) = spool_with("within-backlog", 150);
+        assert_eq!(ship.flush(&mut backlog, &AtomicBool::new(false)).sent, 150);
+        ship.commit_within_s = 0;
+        let (_d3, mut off) = spool_with("within-off", 1);
+        assert_eq!(ship.flush(&mut off, &AtomicBool::new(false)).sent, 1);
+        let within: Vec<Option<String>> = server.seen().into_iter().map(|s| s.commit_within).collect();
+        assert_eq!(within, vec![Some("15".into()), None, None, None]);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! of history per node (backfilled and rolled up first, so tables have a
 //! production shape):
 //! - live: 200 nodes in real time, one snapshot each every 30 s, spread
-//!   evenly, for three minutes (default configuration: 1 s commit window);
+//!   evenly, for three minutes, each request allowing the 20 s commit delay
+//!   `cairn-agent` asks for at that interval (default configuration);
 //! - fast: the same 200 nodes posting back to back (about one snapshot per
 //!   node per commit window, i.e. a 1 s interval).
 //!
@@ -88,6 +89,22 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
             .map_err(|e| format!("checkpointing {}: {e}", db.display()))?;
         Ok(my_write_bytes() - w0)
     };
+    // The daemon's own upkeep (write-behind, rollup pass) runs on a
+    // wall-clock grid and is measured separately below: the live window must
+    // not contain it, or its pages are counted twice.
+    let prime_s = 30.0;
+    let now = unix_now();
+    let (upkeep, _) = cairnd::engine::timers::next_upkeep(now);
+    if upkeep <= now + prime_s as i64 + live_s as i64 + 40 {
+        let wait = (upkeep + 20 - now).max(0) as u64;
+        println!("  waiting {wait} s for the daemon's upkeep at the grid point to pass...");
+        std::thread::sleep(std::time::Duration::from_secs(wait));
+    }
+    // One unmeasured round of live traffic first: every node reports in (the
+    // history ended up to a minute before, and a node silent for 3 intervals
+    // raises an offline alert whose commits would land in the measured
+    // window) and the commit schedule reaches its steady state.
+    live(&d, &agents, prime_s, 30.0);
     checkpoint()?;
     println!("  live: {n} nodes, one snapshot every 30 s each, for {live_s} s...");
     let io0 = io(pid);
@@ -158,7 +175,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
          checkpoint write); ext4's own journal is not included. wchar counts write() bytes, HTTP \
          responses included. Amortised = live ingest (daemon) + one rollup pass (in-process) over \
          the snapshots 200 nodes send in one rollup interval (2 h) + one latest-snapshot \
-         write-behind over those of its interval (30 min).",
+         write-behind over those of its interval (2 h).",
     );
     Ok(())
 }
@@ -284,7 +301,7 @@ struct Variant {
     upkeep: bool,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant {
         name: "live, 1 snapshot per commit",
         group: 1,
@@ -300,6 +317,12 @@ const VARIANTS: [Variant; 5] = [
     Variant {
         name: "live, 33 per commit (200 nodes, 5 s window)",
         group: 33,
+        per_request: 1,
+        upkeep: false,
+    },
+    Variant {
+        name: "live, 133 per commit (200 nodes, agents allow 20 s)",
+        group: 133,
         per_request: 1,
         upkeep: false,
     },

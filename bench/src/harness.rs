@@ -123,6 +123,17 @@ impl Http {
         self.send("POST", path, token, body)
     }
 
+    /// A POST with extra request headers.
+    pub fn post_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Res<(u16, String)> {
+        self.send_with("POST", path, token, body, headers)
+    }
+
     pub fn patch_json(&self, path: &str, token: Option<&str>, body: &Value) -> Res<()> {
         let (status, text) = self.send("PATCH", path, token, body.to_string().as_bytes())?;
         if !(200..300).contains(&status) {
@@ -132,10 +143,24 @@ impl Http {
     }
 
     pub fn send(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Res<(u16, String)> {
-        let rq = ureq::http::Request::builder()
+        self.send_with(method, path, token, body, &[])
+    }
+
+    fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Res<(u16, String)> {
+        let mut rq = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            rq = rq.header(*name, *value);
+        }
         let rq = match token {
             Some(t) => rq.header("Authorization", format!("Bearer {t}")),
             None => rq,
@@ -521,9 +546,12 @@ pub fn backfill(
 /// Live operation in real time: every node posts one snapshot (timestamp =
 /// now) every `interval_s`, spread evenly over the interval, one client
 /// thread and keep-alive connection per node, until `seconds` have passed.
-/// Returns the snapshots acknowledged.
+/// Each request carries the commit delay `cairn-agent` asks for at that
+/// interval. Returns the snapshots acknowledged.
 pub fn live(d: &Daemon, agents: &[(String, String)], seconds: f64, interval_s: f64) -> u64 {
     let acked = AtomicU64::new(0);
+    let within = cairn_wire::commit_within_s(interval_s as u32).to_string();
+    let within = within.as_str();
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(seconds);
     let n = agents.len().max(1);
@@ -535,8 +563,10 @@ pub fn live(d: &Daemon, agents: &[(String, String)], seconds: f64, interval_s: f
                 let mut next = start + Duration::from_secs_f64(interval_s * i as f64 / n as f64);
                 while next < stop {
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    let body = single_body(i, unix_now());
+                    let header = [(cairn_wire::COMMIT_WITHIN_HEADER, within)];
                     if let Ok((200, text)) =
-                        http.post("/api/v1/agent/ingest", Some(token), &single_body(i, unix_now()))
+                        http.post_with("/api/v1/agent/ingest", Some(token), &body, &header)
                     {
                         acked.fetch_add(accepted(&text), Ordering::Relaxed);
                     }

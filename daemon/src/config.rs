@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// An agent gives a request 30 s; a commit delay must leave it time to hear
+/// the answer.
+pub const MAX_COMMIT_DELAY_MS: u64 = 25_000;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: String,
@@ -22,6 +26,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Minimum spacing of ingest commits (see engine::ingest::committer).
     pub commit_window_ms: u64,
+    /// The longest an agent may let its snapshot wait for a commit
+    /// (`Cairn-Commit-Within`); 0 answers every agent at the next commit.
+    pub commit_delay_max_ms: u64,
     pub session_ttl_s: i64,
     pub enrollment_ttl_s: i64,
     /// Where `/download/cairn-agent/{arch}` finds `<arch>/cairn-agent`.
@@ -60,6 +67,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_connections: 512,
             commit_window_ms: 1000,
+            commit_delay_max_ms: 20_000,
             session_ttl_s: 7 * 86400,
             enrollment_ttl_s: 3600,
             agents_dir: PathBuf::from("./dist"),
@@ -129,6 +137,9 @@ impl Config {
                 "max_body_bytes" => self.max_body_bytes = n()?.max(1024) as usize,
                 "max_connections" => self.max_connections = n()?.max(8) as usize,
                 "commit_window_ms" => self.commit_window_ms = n()?.min(10_000) as u64,
+                "commit_delay_max_ms" => {
+                    self.commit_delay_max_ms = n()?.min(MAX_COMMIT_DELAY_MS as i64) as u64
+                }
                 "session_ttl_hours" => self.session_ttl_s = n()?.max(1) * 3600,
                 "enrollment_ttl_minutes" => self.enrollment_ttl_s = n()?.max(1) * 60,
                 "retention.raw_days" => self.retention_raw_days = n()?.max(1),
@@ -171,6 +182,12 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("CAIRN_COMMIT_WINDOW_MS '{v}' is not a number"))?;
             self.commit_window_ms = n.min(10_000);
+        }
+        if let Ok(v) = std::env::var("CAIRN_COMMIT_DELAY_MAX_MS") {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| format!("CAIRN_COMMIT_DELAY_MAX_MS '{v}' is not a number"))?;
+            self.commit_delay_max_ms = n.min(MAX_COMMIT_DELAY_MS);
         }
         if let Ok(v) = std::env::var("CAIRN_INTERVAL_S") {
             let n: u32 = v

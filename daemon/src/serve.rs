@@ -204,6 +204,9 @@ pub fn run(args: Serve) -> Result<(), String> {
         }
         log::info!("shutting down");
         front.stop();
+        // Snapshots waiting for a later commit are committed now, and their
+        // agents answered, rather than left for them to resend.
+        shared.borrow_mut().ingest.hurry();
         // Let requests already inside finish their group commit, briefly.
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {

@@ -93,6 +93,9 @@ fn cpu_of(i: u64) -> f64 {
 }
 
 impl Burst {
+    /// Every node posts back to back. Odd nodes send `Cairn-Commit-Within`
+    /// as a live cairn-agent does: their requests wait for a later commit,
+    /// which the even nodes' requests bring forward.
     fn start(url: &str, agent_tokens: &[String], base: u64) -> Burst {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -104,13 +107,19 @@ impl Burst {
                 let (url, token) = (url.to_string(), token.clone());
                 std::thread::spawn(move || {
                     let c = Client::new(&url);
+                    let auth = format!("Bearer {token}");
+                    let mut headers = vec![("Authorization", auth.as_str())];
+                    if n % 2 == 1 {
+                        headers.push(("Cairn-Commit-Within", "5"));
+                    }
                     let mut unexpected = Vec::new();
                     for i in 0.. {
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
                         let ts = base + i;
-                        match c.try_post("/api/v1/agent/ingest", &token, &snapshot(ts, cpu_of(i))) {
+                        let body = snapshot(ts, cpu_of(i)).to_string();
+                        match c.try_send("POST", "/api/v1/agent/ingest", &headers, Some(body.as_bytes())) {
                             Ok(r) if r.status == 200 => {
                                 if r.json()["accepted"] != 1 {
                                     unexpected.push(format!("node {n} ts {ts}: {}", r.text));
@@ -215,6 +224,10 @@ fn kill_9_mid_burst_loses_no_acknowledged_snapshot() {
     d.kill9();
     let acked = burst.finish();
     assert!(acked.len() >= 300);
+    assert!(
+        acked.iter().any(|(n, _)| n % 2 == 1),
+        "the nodes that let their commit wait were acknowledged too"
+    );
 
     d.restart();
     let admin = d.admin();
@@ -249,4 +262,88 @@ fn sigterm_during_a_burst_with_stalled_clients_exits_0_and_keeps_acknowledged_da
     d.restart();
     let admin = d.admin();
     assert_all_stored(&d, &admin, &nodes, &acked, base);
+}
+
+/// Snapshots queued for a commit, from the Prometheus exposition.
+fn waiting(d: &Daemon, admin: &str) -> u64 {
+    let text = Client::new(&d.url()).get("/metrics", Some(admin)).text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("cairnd_ingest_waiting_snapshots "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cairnd_ingest_waiting_snapshots in {text}"))
+}
+
+/// Posts one snapshot that may wait up to 20 s for its commit, on a thread.
+fn post_waiting(d: &Daemon, token: &str, ts: u64) -> JoinHandle<u16> {
+    let (url, auth) = (d.url(), format!("Bearer {token}"));
+    std::thread::spawn(move || {
+        let body = snapshot(ts, 42.0).to_string();
+        let headers = [("Authorization", auth.as_str()), ("Cairn-Commit-Within", "20")];
+        Client::new(&url)
+            .try_send("POST", "/api/v1/agent/ingest", &headers, Some(body.as_bytes()))
+            .map(|r| r.status)
+            .unwrap_or(0)
+    })
+}
+
+fn stored_at(d: &Daemon, admin: &str, node: &str, ts: u64) -> bool {
+    let h = Client::new(&d.url())
+        .get(
+            &format!(
+                "/api/v1/nodes/{node}/history?metrics=cpu&from={}&to={}",
+                ts - 10,
+                ts + 10
+            ),
+            Some(admin),
+        )
+        .json();
+    let stamps = h["timestamps"].as_array().expect("timestamps").clone();
+    stamps.contains(&json!(rfc3339(ts)))
+}
+
+#[test]
+fn a_snapshot_allowed_to_wait_is_acknowledged_only_with_a_commit() {
+    let mut d = Daemon::start();
+    let admin = d.admin();
+    let (nodes, tokens) = enroll_nodes(&d, &admin, 2);
+    let ts = now() - 100;
+
+    // It waits in the queue, unacknowledged and not stored.
+    let waiting_post = post_waiting(&d, &tokens[0], ts);
+    poll(
+        "the snapshot to wait for its commit",
+        Duration::from_secs(20),
+        || (waiting(&d, &admin) == 1).then_some(()),
+    );
+    let seen = stored_at(&d, &admin, &nodes[0], ts);
+    let answered = waiting_post.is_finished();
+    // Still queued after both looks, so it had not been committed (nor
+    // answered) before them. (Not queued: its 20 s ran out meanwhile, and
+    // this look proves nothing.)
+    if waiting(&d, &admin) == 1 {
+        assert!(!seen, "a waiting snapshot is not in the history yet");
+        assert!(!answered, "and it has no answer yet");
+    }
+
+    // A request that does not wait commits everything queued with it.
+    let r = Client::new(&d.url()).post("/api/v1/agent/ingest", Some(&tokens[1]), &snapshot(ts, 7.0));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        waiting(&d, &admin),
+        0,
+        "the urgent commit took the waiting snapshot along"
+    );
+    assert_eq!(waiting_post.join().unwrap(), 200);
+    assert!(stored_at(&d, &admin, &nodes[0], ts));
+
+    // At shutdown a waiting snapshot is committed and answered, not dropped.
+    let last = post_waiting(&d, &tokens[0], ts + 1);
+    poll("the second snapshot to wait", Duration::from_secs(20), || {
+        (waiting(&d, &admin) == 1).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    assert_eq!(last.join().unwrap(), 200, "answered before the daemon left");
+    d.restart();
+    let admin = d.admin();
+    assert!(stored_at(&d, &admin, &nodes[0], ts + 1));
 }

@@ -380,3 +380,16 @@ pub const MAX_PROBE_REPORTS: usize = 500;
 pub const DEFAULT_INTERVAL_S: u32 = 30;
 /// The most snapshots one ingest request may carry.
 pub const MAX_BATCH: usize = 500;
+
+/// Request header of an ingest: "commit this within N seconds" (whole
+/// seconds). An agent whose snapshot stays in its own spool until the reply
+/// can let the server gather many agents' snapshots into one commit; the
+/// reply still comes only after the commit. The server caps the delay.
+pub const COMMIT_WITHIN_HEADER: &str = "Cairn-Commit-Within";
+
+/// The delay an agent collecting every `interval_s` asks for on its live
+/// snapshot: two thirds of the interval, so the reply comes before the next
+/// collection, and at most 25 s, inside the agent's 30 s request timeout.
+pub fn commit_within_s(interval_s: u32) -> u32 {
+    (interval_s.saturating_mul(2) / 3).min(25)
+}

@@ -165,7 +165,14 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
         // the blocking pool so the executor (and the other core) stay free.
         let body = std::mem::take(&mut call.req.body);
         let items = ingest::parse_off_executor(body, |b| ingest::parse_native(b, clock::now())).await?;
-        let done = shared.borrow_mut().ingest.submit(node_id.clone(), items);
+        let done = {
+            let mut ctx = shared.borrow_mut();
+            let within = ingest::requested_delay(
+                call.req.header(ingest::COMMIT_WITHIN_HEADER),
+                ctx.cfg.commit_delay_max_ms,
+            );
+            ctx.ingest.submit(node_id.clone(), items, within)
+        };
         let (accepted, duplicates) = done
             .recv()
             .await

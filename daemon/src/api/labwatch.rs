@@ -61,7 +61,11 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
             let mut ctx = shared.borrow_mut();
             labwatch::to_item(body, &node_id, &mut ctx.lab_counters, clock::now())?
         };
-        let done = shared.borrow_mut().ingest.submit(node_id, vec![item]);
+        // labwatch agents know nothing of commit delays: answered at the next commit.
+        let done = shared
+            .borrow_mut()
+            .ingest
+            .submit(node_id, vec![item], std::time::Duration::ZERO);
         done.recv()
             .await
             .map_err(|_| ApiError::internal("ingest committer stopped"))??;

@@ -92,6 +92,15 @@ pub fn metrics(ctx: &mut Ctx, _: &Call) -> ApiResult {
             }
         }
     }
+    let (requests, snapshots) = ctx.ingest.waiting();
+    let _ = writeln!(
+        out,
+        "# HELP cairnd_ingest_waiting_requests Ingest requests waiting for their commit\n\
+         # TYPE cairnd_ingest_waiting_requests gauge\ncairnd_ingest_waiting_requests {requests}\n\
+         # HELP cairnd_ingest_waiting_snapshots Snapshots waiting for their commit (an agent's \
+         Cairn-Commit-Within lets them wait)\n\
+         # TYPE cairnd_ingest_waiting_snapshots gauge\ncairnd_ingest_waiting_snapshots {snapshots}"
+    );
     daemon_memory(&mut out);
     Ok(Reply::text(200, "text/plain; version=0.0.4; charset=utf-8", out))
 }

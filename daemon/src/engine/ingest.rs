@@ -12,6 +12,7 @@ use crate::store::history::{DiskSample, NetSample, Sample};
 use crate::store::Store;
 use cairn_wire::Snapshot;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 /// Snapshots this far in the future are refused: a clock this wrong would
 /// poison every chart.
@@ -39,12 +40,19 @@ pub type Outcome = Result<(u32, u32), ApiError>;
 struct Pending {
     node_id: String,
     items: Vec<Item>,
+    /// When this request's rows must be committed at the latest.
+    due: Instant,
     done: async_channel::Sender<Outcome>,
 }
+
+/// `cairn_wire::COMMIT_WITHIN_HEADER` as `HttpRequest::header` looks it up.
+pub const COMMIT_WITHIN_HEADER: &str = "cairn-commit-within";
 
 pub struct IngestQueue {
     pending: Vec<Pending>,
     wake: async_channel::Sender<()>,
+    /// Shutting down: everything queued, and queued from now on, is due at once.
+    hurry: bool,
 }
 
 impl IngestQueue {
@@ -54,19 +62,72 @@ impl IngestQueue {
             IngestQueue {
                 pending: Vec::new(),
                 wake,
+                hurry: false,
             },
             rx,
         )
     }
 
-    /// Queues items for the next group commit; the receiver yields the outcome
-    /// once they are committed (or failed).
-    pub fn submit(&mut self, node_id: String, items: Vec<Item>) -> async_channel::Receiver<Outcome> {
+    /// Queues items for a group commit no later than `within` from now
+    /// (zero: the next one); the receiver yields the outcome once they are
+    /// committed (or failed).
+    pub fn submit(
+        &mut self,
+        node_id: String,
+        items: Vec<Item>,
+        within: Duration,
+    ) -> async_channel::Receiver<Outcome> {
         let (done, rx) = async_channel::bounded(1);
-        self.pending.push(Pending { node_id, items, done });
+        let within = if self.hurry { Duration::ZERO } else { within };
+        self.pending.push(Pending {
+            node_id,
+            items,
+            due: Instant::now() + within,
+            done,
+        });
         let _ = self.wake.try_send(());
         rx
     }
+
+    /// Requests and snapshots waiting for their commit.
+    pub fn waiting(&self) -> (usize, usize) {
+        let snapshots = self.pending.iter().map(|p| p.items.len()).sum();
+        (self.pending.len(), snapshots)
+    }
+
+    /// Makes everything queued due now (shutdown: commit before leaving).
+    pub fn hurry(&mut self) {
+        self.hurry = true;
+        let now = Instant::now();
+        for p in &mut self.pending {
+            p.due = p.due.min(now);
+        }
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// How long an agent's snapshot may wait for its commit: what it asked for
+/// in the `Cairn-Commit-Within` header (whole seconds), capped by the
+/// server's `commit_delay_max_ms`. No header, or one that is not a number,
+/// means the next commit. The header is a hint, never an error.
+pub fn requested_delay(header: Option<&str>, max_ms: u64) -> Duration {
+    let asked = header.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis(asked.saturating_mul(1000).min(max_ms))
+}
+
+/// When the next commit is due: the earliest deadline among the queued
+/// requests, but never sooner than `window` after the previous commit.
+/// `None` when nothing is queued.
+pub fn commit_due(
+    deadlines: impl Iterator<Item = Instant>,
+    last_commit: Option<Instant>,
+    window: Duration,
+) -> Option<Instant> {
+    let earliest = deadlines.min()?;
+    Some(match last_commit {
+        Some(t) => earliest.max(t + window),
+        None => earliest,
+    })
 }
 
 /// The group-commit loop. Runs forever on the executor.
@@ -74,16 +135,44 @@ impl IngestQueue {
 /// Commits are spaced at least `commit_window_ms` apart: when idle, a
 /// snapshot is committed at once; under load, everything that arrives within
 /// the window shares one commit. Each commit writes at least one 4 KiB page
-/// per table it touches, so the window, not the row size, sets the disk
+/// per table it touches, so the commit size, not the row size, sets the disk
 /// writes per snapshot (and SD-card wear) at homelab rates.
+///
+/// An agent may let its snapshot wait longer (`Cairn-Commit-Within`): its
+/// copy stays in its own spool until the reply, so nothing is at risk, and a
+/// fleet of agents at 30 s that each allow 20 s shares one commit per ~20 s
+/// instead of one per second (docs/BENCHMARKS.md §4). Any request without
+/// the header (a labwatch agent, a backfill, curl) is due at once and takes
+/// everything queued along with it. The acknowledgement still comes only
+/// after the commit.
 pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
-    let mut last_commit: Option<std::time::Instant> = None;
-    while wake.recv().await.is_ok() {
-        let window = std::time::Duration::from_millis(shared.borrow().cfg.commit_window_ms);
-        if let Some(since) = last_commit.map(|t| t.elapsed()) {
-            if since < window {
-                async_io::Timer::after(window - since).await;
+    let mut last_commit: Option<Instant> = None;
+    loop {
+        let due = {
+            let ctx = shared.borrow();
+            let window = Duration::from_millis(ctx.cfg.commit_window_ms);
+            commit_due(ctx.ingest.pending.iter().map(|p| p.due), last_commit, window)
+        };
+        match due {
+            None => {
+                if wake.recv().await.is_err() {
+                    return;
+                }
+                continue;
             }
+            Some(at) if at > Instant::now() => {
+                // A request due sooner may arrive meanwhile.
+                let woke = smol::future::or(async { wake.recv().await.is_ok() }, async {
+                    async_io::Timer::at(at).await;
+                    true
+                })
+                .await;
+                if !woke {
+                    return;
+                }
+                continue;
+            }
+            Some(_) => {}
         }
         // Let every request task that is already runnable queue its rows first.
         smol::future::yield_now().await;
@@ -93,7 +182,7 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
             continue;
         }
         let (results, newest) = commit(&mut ctx.store, &batch);
-        last_commit = Some(std::time::Instant::now());
+        last_commit = Some(Instant::now());
         // Alerts look at what was committed, after the acknowledgement is
         // certain: an alert-side failure never fails an ingest.
         let settings = crate::engine::alerts::Settings::of(&ctx.cfg);
@@ -352,6 +441,88 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_445_400;
+
+    #[test]
+    fn a_commit_is_due_at_the_earliest_deadline_but_not_inside_the_window() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let window = s(1);
+        assert_eq!(
+            commit_due(std::iter::empty(), None, window),
+            None,
+            "nothing queued"
+        );
+        // Idle server: an urgent request is due when it arrives.
+        assert_eq!(commit_due([t0].into_iter(), None, window), Some(t0));
+        assert_eq!(
+            commit_due([t0 + s(15), t0].into_iter(), Some(t0 - s(5)), window),
+            Some(t0)
+        );
+        // Relaxed requests alone wait for the first of their deadlines.
+        assert_eq!(
+            commit_due([t0 + s(15), t0 + s(9)].into_iter(), Some(t0 - s(5)), window),
+            Some(t0 + s(9))
+        );
+        // Right after a commit, even an urgent request waits out the window.
+        assert_eq!(
+            commit_due(
+                [t0, t0 + s(15)].into_iter(),
+                Some(t0 - Duration::from_millis(200)),
+                window
+            ),
+            Some(t0 + Duration::from_millis(800))
+        );
+    }
+
+    #[test]
+    fn the_requested_delay_is_whole_seconds_capped_by_the_server() {
+        let max = 20_000;
+        assert_eq!(requested_delay(None, max), Duration::ZERO);
+        assert_eq!(requested_delay(Some("10"), max), Duration::from_secs(10));
+        assert_eq!(
+            requested_delay(Some(" 60 "), max),
+            Duration::from_secs(20),
+            "capped"
+        );
+        assert_eq!(requested_delay(Some("60"), 0), Duration::ZERO, "turned off");
+        for junk in ["", "-3", "1.5", "soon", "99999999999999999999999"] {
+            assert_eq!(requested_delay(Some(junk), max), Duration::ZERO, "{junk:?}");
+        }
+        assert_eq!(
+            requested_delay(Some("18446744073709551615"), max),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            cairn_wire::commit_within_s(30),
+            20,
+            "what an agent at the default interval asks"
+        );
+        assert_eq!(
+            cairn_wire::commit_within_s(1),
+            0,
+            "a test agent at 1 s asks for nothing"
+        );
+        assert_eq!(cairn_wire::commit_within_s(3600), 25);
+    }
+
+    #[test]
+    fn the_header_name_is_the_wire_one_lower_cased() {
+        assert_eq!(
+            COMMIT_WITHIN_HEADER,
+            cairn_wire::COMMIT_WITHIN_HEADER.to_ascii_lowercase()
+        );
+    }
+
+    #[test]
+    fn hurrying_makes_everything_due_now() {
+        let (mut q, _wake) = IngestQueue::new();
+        let _a = q.submit("n".into(), Vec::new(), Duration::from_secs(20));
+        let before = Instant::now();
+        q.hurry();
+        let _b = q.submit("n".into(), Vec::new(), Duration::from_secs(20));
+        assert!(q.pending.iter().all(|p| p.due <= Instant::now()));
+        assert!(q.pending[0].due <= before + Duration::from_millis(1));
+    }
 
     /// Four bodies arrive at once; only two are ever parsed at the same time.
     #[test]

@@ -84,9 +84,22 @@ pub async fn feed(shared: Shared, node_id: String, rx: async_channel::Receiver<S
                 continue;
             }
         };
-        let done = shared.borrow_mut().ingest.submit(node_id.clone(), vec![item]);
+        // This host's own snapshots wait like an agent's would (a crash loses
+        // at most that much of them; they were never acknowledged to anyone).
+        let done = {
+            let mut ctx = shared.borrow_mut();
+            let within = local_delay(ctx.cfg.interval_s, ctx.cfg.commit_delay_max_ms);
+            ctx.ingest.submit(node_id.clone(), vec![item], within)
+        };
         if let Ok(Err(e)) = done.recv().await {
             log::warn!("storing local snapshot failed: {}", e.message);
         }
     }
+}
+
+/// How long this host's snapshot may wait for a commit: what an agent with
+/// the same interval would ask for, within the server's cap.
+fn local_delay(interval_s: u32, max_ms: u64) -> Duration {
+    let asked = u64::from(cairn_wire::commit_within_s(interval_s)) * 1000;
+    Duration::from_millis(asked.min(max_ms))
 }

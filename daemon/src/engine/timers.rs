@@ -1,5 +1,5 @@
 //! Periodic upkeep on the executor: the write-behind of nodes' latest
-//! snapshots every 30 minutes and rollups every 2 hours, retention and
+//! snapshots and rollups every 2 hours, retention and
 //! login-throttle pruning every hour (each once at start too), and the alert
 //! engine's timer.
 
@@ -13,8 +13,11 @@
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(2 * 3600);
 
 /// Spacing of the latest snapshots' write-behind: after a crash, a node's
-/// detail JSON can be this old until its next snapshot.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1800);
+/// detail JSON can be this old until its next snapshot (at most one interval
+/// for a node that is up; its summary comes back from raw samples at once).
+/// Every 30 minutes it cost 77 B per snapshot at 200 nodes, every 2 hours
+/// 19 B (docs/BENCHMARKS.md §4). A multiple of it must be ROLLUP_EVERY.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2 * 3600);
 
 use crate::app::Shared;
 use async_io::Timer;
@@ -76,7 +79,7 @@ pub async fn rollups(shared: Shared) {
 
 /// When the next write-behind runs after `now` (Unix seconds), and whether a
 /// rollup pass runs with it.
-fn next_upkeep(now: i64) -> (i64, bool) {
+pub fn next_upkeep(now: i64) -> (i64, bool) {
     let every = FLUSH_EVERY.as_secs() as i64;
     let grid = (now - AFTER_GRID_S).div_euclid(every) * every + every;
     (
@@ -146,23 +149,22 @@ mod tests {
     #[test]
     fn rollup_passes_run_just_after_each_even_two_hours() {
         let day = 20_000 * 86400;
-        // Just after start-up at 00:03: the next write-behind is at 00:30 + 150 s, no pass.
-        assert_eq!(next_upkeep(day + 180), (day + 1800 + AFTER_GRID_S, false));
-        // At 01:59 the next one is 02:00 + 150 s, with a pass.
+        // Just after start-up at 00:03: the next upkeep is at 02:00 + 150 s.
+        assert_eq!(next_upkeep(day + 180), (day + 7200 + AFTER_GRID_S, true));
+        // At 01:59, the same.
         assert_eq!(next_upkeep(day + 7200 - 60), (day + 7200 + AFTER_GRID_S, true));
-        // Woken at exactly that moment, it looks half an hour ahead.
+        // Woken at exactly that moment, it looks two hours ahead.
         assert_eq!(
             next_upkeep(day + 7200 + AFTER_GRID_S),
-            (day + 9000 + AFTER_GRID_S, false)
+            (day + 14400 + AFTER_GRID_S, true)
         );
-        let passes = (0..24)
+        let times: Vec<i64> = (0..12)
             .scan(day, |t, _| {
-                let (at, roll) = next_upkeep(*t);
-                *t = at;
-                Some(roll)
+                *t = next_upkeep(*t).0;
+                Some(*t)
             })
-            .filter(|r| *r)
-            .count();
-        assert_eq!(passes, 6, "a pass every 2 hours over 12 hours of write-behinds");
+            .collect();
+        assert!(times.windows(2).all(|w| w[1] - w[0] == 7200), "{times:?}");
+        assert_eq!(ROLLUP_EVERY.as_secs() % FLUSH_EVERY.as_secs(), 0);
     }
 }

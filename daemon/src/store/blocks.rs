@@ -16,25 +16,26 @@
 //!
 //! Row encoding (little-endian): byte 0 is the format version, then a
 //! bitmap of `slots` bits; a metric row follows it with one cell per set
-//! bit. Version 2 (written since stop 15) packs a cell in 14 bytes: count
-//! u16, sum f32, min f32, max f32. Version 1 (read only) used count u32 and
-//! three f64, 28 bytes.
+//! bit. Version 2 (written since stop 15): count u16, then f32 values, as
+//! few as the count needs: one sample is its value (6 bytes); two are their
+//! min and max, whose sum is the sum (10 bytes: a one-minute bucket of an
+//! agent at 30 s); more are sum, min, max (14 bytes). Version 1 (read only)
+//! was count u32 and sum, min, max as f64: 28 bytes.
 //!
-//! Why f32: a rollup pass writes whole pages, and a 2-hour block of
-//! one-minute cells at 28 bytes (3.4 KB) took a page of its own; at 14 bytes
-//! two share a page, which halves the pass's writes (docs/BENCHMARKS.md §4).
-//! Seven significant digits is more than any chart shows (replies round to
-//! 4 decimal places; a byte rate of 1.2 GB/s is off by < 100 B/s), and it is
-//! what Netdata keeps in its own aggregate tiers. Raw samples stay f64, and
-//! so does arithmetic: only the stored cell is narrowed.
+//! Why: a rollup pass writes whole pages, and a 2-hour block of one-minute
+//! cells at 28 bytes (3.4 KB) took a page of its own; at 10 bytes three
+//! share a page (docs/BENCHMARKS.md §4). Seven significant digits is more
+//! than any chart shows (replies round to 4 decimal places; a byte rate of
+//! 1.2 GB/s is off by < 100 B/s), and it is what Netdata keeps in its own
+//! aggregate tiers. Raw samples stay f64, and so does arithmetic: only the
+//! stored cell is narrowed.
 
 use super::history::METRICS;
 
 /// The format rows are written in.
 const VERSION: u8 = 2;
-/// Bytes per cell, by format version.
+/// Bytes per cell in format version 1.
 const CELL_BYTES_V1: usize = 4 + 8 * 3;
-const CELL_BYTES: usize = 2 + 4 * 3;
 /// The `part` of a block's row of present slots.
 pub const PRESENCE: usize = 15;
 
@@ -97,32 +98,78 @@ fn narrow(v: f64) -> [u8; 4] {
     (v as f32).to_le_bytes()
 }
 
-/// Decodes one cell of format `version`.
-fn decode_cell(version: u8, b: &[u8]) -> Cell {
+/// Decodes the cell at the start of `b` (format `version`); returns it
+/// and its length, or `None` if `b` is too short for it.
+fn decode_cell(version: u8, b: &[u8]) -> Option<(Cell, usize)> {
     if version == 1 {
-        Cell {
+        let b = b.get(..CELL_BYTES_V1)?;
+        let cell = Cell {
             n: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             sum: f64_at(&b[4..]),
             min: f64_at(&b[12..]),
             max: f64_at(&b[20..]),
-        }
-    } else {
-        Cell {
-            n: u16::from_le_bytes([b[0], b[1]]).into(),
-            sum: f32_at(&b[2..]),
-            min: f32_at(&b[6..]),
-            max: f32_at(&b[10..]),
-        }
+        };
+        return Some((cell, CELL_BYTES_V1));
     }
+    let n = u16::from_le_bytes([*b.first()?, *b.get(1)?]);
+    let value = |i: usize| b.get(2 + 4 * i..6 + 4 * i).map(f32_at);
+    Some(match n {
+        0 | 1 => {
+            let v = value(0)?;
+            (
+                Cell {
+                    n: n.into(),
+                    sum: v,
+                    min: v,
+                    max: v,
+                },
+                6,
+            )
+        }
+        2 => {
+            let (min, max) = (value(0)?, value(1)?);
+            (
+                Cell {
+                    n: 2,
+                    sum: min + max,
+                    min,
+                    max,
+                },
+                10,
+            )
+        }
+        _ => {
+            let (sum, min, max) = (value(0)?, value(1)?, value(2)?);
+            (
+                Cell {
+                    n: n.into(),
+                    sum,
+                    min,
+                    max,
+                },
+                14,
+            )
+        }
+    })
 }
 
 fn encode_cell(c: &Cell, out: &mut Vec<u8>) {
     // A bucket holds at most one sample a second (3,600 an hour); the
     // saturation only guards against a corrupt input.
-    out.extend_from_slice(&(c.n.min(u16::MAX.into()) as u16).to_le_bytes());
-    out.extend_from_slice(&narrow(c.sum));
-    out.extend_from_slice(&narrow(c.min));
-    out.extend_from_slice(&narrow(c.max));
+    let n = c.n.min(u16::MAX.into()) as u16;
+    out.extend_from_slice(&n.to_le_bytes());
+    match n {
+        0 | 1 => out.extend_from_slice(&narrow(c.sum)),
+        2 => {
+            out.extend_from_slice(&narrow(c.min));
+            out.extend_from_slice(&narrow(c.max));
+        }
+        _ => {
+            out.extend_from_slice(&narrow(c.sum));
+            out.extend_from_slice(&narrow(c.min));
+            out.extend_from_slice(&narrow(c.max));
+        }
+    }
 }
 
 /// The version byte and bitmap of a row, and the bytes after them.
@@ -148,17 +195,15 @@ fn visit_presence(data: &[u8], slots: usize, mut each: impl FnMut(usize)) -> Res
 
 /// Calls `each(slot, cell)` for every value in a metric row.
 fn visit_cells(data: &[u8], slots: usize, mut each: impl FnMut(usize, Cell)) -> Result<(), String> {
-    let (version, map, cells) = split(data, slots)?;
-    let size = if version == 1 { CELL_BYTES_V1 } else { CELL_BYTES };
-    let count = (0..slots).filter(|s| bit(map, *s)).count();
-    if cells.len() != count * size {
-        return Err(format!(
-            "metric row holds {} bytes for {count} cells",
-            cells.len()
-        ));
+    let (version, map, mut cells) = split(data, slots)?;
+    for s in (0..slots).filter(|s| bit(map, *s)) {
+        let (cell, len) = decode_cell(version, cells)
+            .ok_or_else(|| format!("metric row ends inside the cell of slot {s}"))?;
+        each(s, cell);
+        cells = &cells[len..];
     }
-    for (s, b) in (0..slots).filter(|s| bit(map, *s)).zip(cells.chunks_exact(size)) {
-        each(s, decode_cell(version, b));
+    if !cells.is_empty() {
+        return Err(format!("metric row has {} trailing bytes", cells.len()));
     }
     Ok(())
 }
@@ -248,7 +293,7 @@ impl Block {
                 continue;
             }
             let mut out = bitmap(&|s| cells[s].is_some());
-            out.reserve(count * CELL_BYTES);
+            out.reserve(count * 14);
             for c in cells.iter().flatten() {
                 encode_cell(c, &mut out);
             }
@@ -422,5 +467,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cell_takes_as_many_values_as_its_count_needs() {
+        let cells = [
+            cell(7.25),
+            Cell {
+                n: 2,
+                sum: 3.5,
+                min: 1.25,
+                max: 2.25,
+            },
+            Cell {
+                n: 3,
+                sum: 6.0,
+                min: 1.0,
+                max: 3.0,
+            },
+        ];
+        let mut b = Block::new(3);
+        for (s, c) in cells.iter().enumerate() {
+            let mut one: Bucket = [None; METRICS.len()];
+            one[4] = Some(*c);
+            b.set(s, &one);
+        }
+        let rows = b.rows();
+        let row = rows
+            .iter()
+            .find(|(p, _)| *p == 4)
+            .and_then(|(_, d)| d.clone())
+            .unwrap();
+        assert_eq!(row.len(), 1 + 1 + 6 + 10 + 14);
+        let mut seen = Vec::new();
+        visit_row(4, &row, 3, |_, c| seen.push(c.unwrap().1)).unwrap();
+        assert_eq!(seen, cells, "exact for values f32 holds");
     }
 }
