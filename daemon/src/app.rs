@@ -244,7 +244,7 @@ pub async fn handle(shared: Shared, incoming: Incoming) {
         Err(e) => e.into_reply(),
     };
     log::debug!("{method} {path} -> {} in {:?}", out.status, started.elapsed());
-    let _ = reply.send(out).await;
+    reply.send(out);
 }
 
 async fn dispatch(shared: Shared, req: HttpRequest) -> Result<Reply, ApiError> {

@@ -18,7 +18,7 @@
 use crate::api::{Route, ROUTES};
 use crate::app::{self, Ctx, Shared};
 use crate::http::router::Access;
-use crate::http::{HttpRequest, Incoming, Reply};
+use crate::http::{HttpRequest, Incoming, Reply, ReplyTo};
 use crate::security;
 use crate::store::auth::{NewSession, Role};
 use crate::store::history::METRICS;
@@ -234,7 +234,14 @@ impl Fixture {
 /// One request through the real dispatcher.
 async fn send(shared: &Shared, req: HttpRequest) -> Reply {
     let (tx, rx) = async_channel::bounded(1);
-    app::handle(shared.clone(), Incoming { req, reply: tx }).await;
+    app::handle(
+        shared.clone(),
+        Incoming {
+            req,
+            reply: ReplyTo::channel(tx),
+        },
+    )
+    .await;
     rx.recv().await.expect("the dispatcher always replies")
 }
 

@@ -1,11 +1,14 @@
 //! The HTTP front. tiny-http owns sockets and parses request heads on its own
 //! threads (with the vendored patch's connection cap and socket timeouts);
-//! here each request gets a short-lived thread that reads the body under a
-//! size limit and a deadline, hands a plain `HttpRequest` to the executor over
-//! a channel and writes the reply back. Nothing in this module touches state,
-//! so a client that stalls mid-body or never reads its reply only ever holds
-//! its own thread.
+//! here a worker of a cached pool reads each request's body under a size
+//! limit and a deadline and hands a plain `HttpRequest` to the executor over
+//! a channel; the executor's reply is written back by a pool worker too. No
+//! thread waits while the executor works (an agent's snapshot may wait up
+//! to 20 s for its commit). Nothing in this module touches state, so a
+//! client that stalls mid-body or never reads its reply only ever holds one
+//! worker, and the pool grows instead of making others wait.
 
+pub mod pool;
 pub mod reply;
 pub mod request;
 pub mod router;
@@ -20,7 +23,46 @@ pub use request::HttpRequest;
 /// A request on its way to the executor, with the way back.
 pub struct Incoming {
     pub req: HttpRequest,
-    pub reply: async_channel::Sender<Reply>,
+    pub reply: ReplyTo,
+}
+
+/// Where a request's reply goes: its socket (written by a pool worker, never
+/// on the executor), or a channel (in-process tests). A request dropped
+/// unanswered (the executor shutting down) is answered 503.
+pub struct ReplyTo(Option<Target>);
+
+enum Target {
+    Socket(tiny_http::Request, pool::Pool),
+    Channel(async_channel::Sender<Reply>),
+}
+
+impl ReplyTo {
+    pub fn channel(tx: async_channel::Sender<Reply>) -> ReplyTo {
+        ReplyTo(Some(Target::Channel(tx)))
+    }
+
+    pub fn send(mut self, reply: Reply) {
+        match self.0.take() {
+            Some(Target::Socket(rq, pool)) => {
+                if let Err(e) = pool.run(move || respond(rq, reply)) {
+                    log::error!("{e}");
+                }
+            }
+            Some(Target::Channel(tx)) => {
+                let _ = tx.try_send(reply);
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let gone = ApiError::new(503, "shutting_down", "the server is shutting down");
+            ReplyTo(self.0.take()).send(gone.into_reply());
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +106,7 @@ impl Front {
             .map_err(|e| format!("starting HTTP server: {e}"))?;
         let server = Arc::new(server);
         let accept = server.clone();
+        let workers = pool::Pool::new("http-request");
         std::thread::Builder::new()
             .name("http-dispatch".into())
             .spawn(move || loop {
@@ -71,11 +114,9 @@ impl Front {
                     Ok(rq) => {
                         let tx = to_executor.clone();
                         let limits = limits.clone();
-                        let spawned = std::thread::Builder::new()
-                            .name("http-request".into())
-                            .spawn(move || serve_one(rq, &limits, &tx));
-                        if let Err(e) = spawned {
-                            log::error!("cannot spawn a request thread: {e}");
+                        let pool = workers.clone();
+                        if let Err(e) = workers.run(move || serve_one(rq, &limits, &tx, pool)) {
+                            log::error!("{e}");
                         }
                     }
                     Err(e) => {
@@ -93,21 +134,23 @@ impl Front {
     }
 }
 
-fn serve_one(mut rq: tiny_http::Request, limits: &FrontLimits, tx: &async_channel::Sender<Incoming>) {
-    let reply = match read_request(&mut rq, limits) {
+/// Reads one request and hands it to the executor; the reply is written
+/// when the executor sends it (`ReplyTo`), by whichever worker is free then.
+fn serve_one(
+    mut rq: tiny_http::Request,
+    limits: &FrontLimits,
+    tx: &async_channel::Sender<Incoming>,
+    pool: pool::Pool,
+) {
+    match read_request(&mut rq, limits) {
         Ok(req) => {
-            let (reply_tx, reply_rx) = async_channel::bounded(1);
-            if tx.send_blocking(Incoming { req, reply: reply_tx }).is_err() {
-                ApiError::new(503, "shutting_down", "the server is shutting down").into_reply()
-            } else {
-                reply_rx.recv_blocking().unwrap_or_else(|_| {
-                    ApiError::new(503, "shutting_down", "the server is shutting down").into_reply()
-                })
-            }
+            let reply = ReplyTo(Some(Target::Socket(rq, pool)));
+            // Refused (shutting down): the request drops here and its
+            // ReplyTo answers 503.
+            let _ = tx.send_blocking(Incoming { req, reply });
         }
-        Err(err) => err.into_reply(),
-    };
-    respond(rq, reply);
+        Err(err) => respond(rq, err.into_reply()),
+    }
 }
 
 fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<HttpRequest, ApiError> {
