@@ -45,6 +45,13 @@ struct Pending {
     done: async_channel::Sender<Outcome>,
 }
 
+/// Once this many snapshots wait, they are committed without waiting for
+/// their deadlines. Past ~130 snapshots a commit saves little more disk
+/// (docs/BENCHMARKS.md §4), while each waiting request holds memory (~20 KB
+/// with its connection's thread): 500 agents allowing 20 s would otherwise
+/// keep ~330 waiting.
+pub const COMMIT_AT_WAITING: usize = 128;
+
 /// `cairn_wire::COMMIT_WITHIN_HEADER` as `HttpRequest::header` looks it up.
 pub const COMMIT_WITHIN_HEADER: &str = "cairn-commit-within";
 
@@ -79,12 +86,18 @@ impl IngestQueue {
     ) -> async_channel::Receiver<Outcome> {
         let (done, rx) = async_channel::bounded(1);
         let within = if self.hurry { Duration::ZERO } else { within };
+        let now = Instant::now();
         self.pending.push(Pending {
             node_id,
             items,
-            due: Instant::now() + within,
+            due: now + within,
             done,
         });
+        if self.waiting().1 >= COMMIT_AT_WAITING {
+            for p in &mut self.pending {
+                p.due = p.due.min(now);
+            }
+        }
         let _ = self.wake.try_send(());
         rx
     }
@@ -510,6 +523,31 @@ mod tests {
         assert_eq!(
             COMMIT_WITHIN_HEADER,
             cairn_wire::COMMIT_WITHIN_HEADER.to_ascii_lowercase()
+        );
+    }
+
+    fn item(ts: i64) -> Item {
+        let snap = Snapshot {
+            timestamp: crate::clock::rfc3339(ts),
+            ..Snapshot::default()
+        };
+        to_item(snap, Detail::Skip, "", ts).expect("an empty snapshot is valid")
+    }
+
+    #[test]
+    fn enough_waiting_snapshots_are_due_at_once() {
+        let (mut q, _wake) = IngestQueue::new();
+        let far = Duration::from_secs(20);
+        let _keep: Vec<_> = (0..COMMIT_AT_WAITING - 1)
+            .map(|_| q.submit("n".into(), vec![item(NOW)], far))
+            .collect();
+        let later = Instant::now() + Duration::from_secs(10);
+        assert!(q.pending.iter().all(|p| p.due > later), "not yet");
+        let _last = q.submit("n".into(), vec![item(NOW)], far);
+        let now = Instant::now();
+        assert!(
+            q.pending.iter().all(|p| p.due <= now),
+            "the queue is full: commit now"
         );
     }
 

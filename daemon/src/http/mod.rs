@@ -182,8 +182,9 @@ fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<Htt
         return Err(too_large());
     }
     let deadline = Instant::now() + limits.body_deadline;
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    // Read straight into the body (no buffer on the worker's stack: every
+    // stack page a worker touches stays resident while it idles).
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limits.max_body_bytes));
     let reader = rq.as_reader();
     loop {
         // Each read is bounded by the socket timeout; the loop by the deadline.
@@ -194,14 +195,19 @@ fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<Htt
                 "request body took too long to arrive",
             ));
         }
-        match reader.read(&mut chunk) {
+        let filled = body.len();
+        if body.capacity() == filled {
+            body.reserve(16 * 1024);
+        }
+        // One byte over the limit is enough to know it is over.
+        let room = (body.capacity() - filled).min(limits.max_body_bytes + 1 - filled);
+        body.resize(filled + room, 0);
+        let got = reader.read(&mut body[filled..]);
+        body.truncate(filled + *got.as_ref().unwrap_or(&0));
+        match got {
             Ok(0) => break,
-            Ok(n) => {
-                if body.len() + n > limits.max_body_bytes {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
+            Ok(_) if body.len() > limits.max_body_bytes => return Err(too_large()),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(ApiError::new(

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How long a worker waits for a job before it exits.
-const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// How long a worker waits for a job before it exits: long enough to carry
+/// a busy spell, short enough that a burst's workers (and their touched
+/// stacks) are gone by the next one (tiny-http's own pool waits 5 s too).
+const IDLE_EXIT: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Queue {

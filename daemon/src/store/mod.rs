@@ -68,8 +68,9 @@ impl Store {
         // Group commit (engine::ingest) keeps the fsync count low. Temporary
         // sorts (rollup GROUP BY over a large backfill) stay on SQLite's
         // default file-backed temp store so memory stays bounded. The page
-        // cache is 4 MB: a 30-day chart of one node reads ~3.5 MB of 5-minute
-        // rollup pages, and with SQLite's default 2 MB its p99 doubled
+        // cache is 3 MB: with rollups as blocks of 32-bit cells a 24-hour
+        // chart of 100 nodes reads ~3 MB of pages and a 30-day chart of one
+        // node a few hundred KB; with rows of f64 cells, 4 MB were needed
         // (docs/BENCHMARKS.md §2, §3). A burst (a large backfill) can grow
         // the WAL file far past the 4 MB auto-checkpoint; the size limit
         // truncates it back to 64 MB when the WAL next starts over.
@@ -78,7 +79,7 @@ impl Store {
              PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;
-             PRAGMA cache_size=-4000;
+             PRAGMA cache_size=-3000;
              PRAGMA journal_size_limit=67108864;",
         )
         .map_err(|e| format!("configuring {}: {e}", path.display()))?;
