@@ -197,8 +197,14 @@ fn hysteresis_duration_and_escalation_notify_a_webhook_once_each() {
         .ends_with(&format!("/api/v1/alerts/{}", alert["id"])));
     let sig = first.header("x-cairn-signature").expect("signature header");
     assert!(sig.starts_with("sha256=") && sig.len() == 71, "{sig}");
-    // Deliveries are recorded as delivered.
-    let del = lab.get("/api/v1/notifications/deliveries");
+    // Deliveries are recorded as delivered. The receiver has the third
+    // message as soon as it is sent; its outcome is recorded once the
+    // receiver's answer is back, so wait for that.
+    let del = poll("three deliveries recorded as sent", WAIT, || {
+        let v = lab.get("/api/v1/notifications/deliveries");
+        let data = v["data"].as_array()?;
+        (data.len() == 3 && data.iter().all(|d| d["status"] != "pending")).then_some(v)
+    });
     assert_eq!(del["total"], 3);
     for d in del["data"].as_array().unwrap() {
         assert_eq!(d["status"], "delivered", "{d}");

@@ -231,10 +231,15 @@ fn an_alert_reaches_a_real_smtp_server_as_an_email() {
         "{subject}"
     );
     assert!(m.body.contains("97.5"), "{}", m.body);
-    let del = d
-        .client
-        .get("/api/v1/notifications/deliveries", Some(&admin))
-        .json();
+    // The mail is in the fixture before the session ends; its outcome is
+    // recorded after that, so wait for it.
+    let del = poll("the delivery's outcome", Duration::from_secs(20), || {
+        let v = d
+            .client
+            .get("/api/v1/notifications/deliveries", Some(&admin))
+            .json();
+        (v["data"][0]["status"] != "pending").then_some(v)
+    });
     assert_eq!(del["data"][0]["status"], "delivered", "{del}");
     assert_eq!(del["data"][0]["event"], "escalated");
 }
