@@ -125,7 +125,12 @@ impl IngestQueue {
 /// means the next commit. The header is a hint, never an error.
 pub fn requested_delay(header: Option<&str>, max_ms: u64) -> Duration {
     let asked = header.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis(asked.saturating_mul(1000).min(max_ms))
+    capped_delay(asked, max_ms)
+}
+
+/// `asked_s` seconds, held to the server's cap.
+pub fn capped_delay(asked_s: u64, max_ms: u64) -> Duration {
+    Duration::from_millis(asked_s.saturating_mul(1000).min(max_ms))
 }
 
 /// When the next commit is due: the earliest deadline among the queued

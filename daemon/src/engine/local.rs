@@ -88,18 +88,13 @@ pub async fn feed(shared: Shared, node_id: String, rx: async_channel::Receiver<S
         // at most that much of them; they were never acknowledged to anyone).
         let done = {
             let mut ctx = shared.borrow_mut();
-            let within = local_delay(ctx.cfg.interval_s, ctx.cfg.commit_delay_max_ms);
+            // What an agent with the same interval would ask for.
+            let asked = cairn_wire::commit_within_s(ctx.cfg.interval_s).into();
+            let within = ingest::capped_delay(asked, ctx.cfg.commit_delay_max_ms);
             ctx.ingest.submit(node_id.clone(), vec![item], within)
         };
         if let Ok(Err(e)) = done.recv().await {
             log::warn!("storing local snapshot failed: {}", e.message);
         }
     }
-}
-
-/// How long this host's snapshot may wait for a commit: what an agent with
-/// the same interval would ask for, within the server's cap.
-fn local_delay(interval_s: u32, max_ms: u64) -> Duration {
-    let asked = u64::from(cairn_wire::commit_within_s(interval_s)) * 1000;
-    Duration::from_millis(asked.min(max_ms))
 }
