@@ -53,6 +53,9 @@ pub struct Shipper {
     /// How long the server may hold a live snapshot before committing it
     /// (`cairn_wire::COMMIT_WITHIN_HEADER`); 0 asks for the next commit.
     pub commit_within_s: u32,
+    /// Whether the server has taken anything since start. Until it has, no
+    /// snapshot may wait: a new node should turn online at once.
+    delivered: bool,
 }
 
 const REPEAT_AUTH_ERROR: Duration = Duration::from_secs(3600);
@@ -65,6 +68,7 @@ impl Shipper {
             down_since_warned: false,
             auth_error_logged: None,
             commit_within_s: 0,
+            delivered: false,
         }
     }
 
@@ -76,7 +80,7 @@ impl Shipper {
         // other agents' snapshots into a later commit, which saves its disk
         // most of a commit's pages; the snapshot stays in the spool until the
         // reply either way. A backfill goes as fast as the server commits.
-        let within_s = if spool.len() <= BATCH {
+        let within_s = if self.delivered && spool.len() <= BATCH {
             self.commit_within_s
         } else {
             0
@@ -94,6 +98,7 @@ impl Shipper {
             {
                 Ok(reply) => {
                     self.auth_error_logged = None;
+                    self.delivered = true;
                     if let Err(e) = spool.remove(&entries) {
                         log::warn!("spool: {e}");
                     }
@@ -309,11 +314,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn only_a_live_flush_lets_the_server_delay_its_commit() {
+    fn only_a_live_flush_after_the_first_delivery_lets_the_server_delay_its_commit() {
         let server = FakeServer::start(vec![ok(30)]);
+        let (_d0, mut first) = spool_with("within-first", 1);
         let (_d, mut spool) = spool_with("within", 1);
         let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
         ship.commit_within_s = 15;
+        assert_eq!(ship.flush(&mut first, &AtomicBool::new(false)).sent, 1);
         assert_eq!(ship.flush(&mut spool, &AtomicBool::new(false)).sent, 1);
         let (_d2, mut backlog) = spool_with("within-backlog", 150);
         assert_eq!(ship.flush(&mut backlog, &AtomicBool::new(false)).sent, 150);
@@ -321,7 +328,7 @@ pub(crate) mod tests {
         let (_d3, mut off) = spool_with("within-off", 1);
         assert_eq!(ship.flush(&mut off, &AtomicBool::new(false)).sent, 1);
         let within: Vec<Option<String>> = server.seen().into_iter().map(|s| s.commit_within).collect();
-        assert_eq!(within, vec![Some("15".into()), None, None, None]);
+        assert_eq!(within, vec![None, Some("15".into()), None, None, None]);
     }
 
     #[test]

@@ -349,14 +349,16 @@ fn raw_ceiling(
         let t = Instant::now();
         store.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         for (id, items) in &chunk {
+            let mut oldest: Option<i64> = None;
             for it in items {
                 if let Some(written) = insert_item(&mut store, id, it).map_err(err)? {
                     stored += 1;
                     rows += written;
-                    if full {
-                        store.mark_rollup_dirty(id, it.ts).map_err(err)?;
-                    }
+                    oldest = Some(oldest.map_or(it.ts, |t| t.min(it.ts)));
                 }
+            }
+            if let (true, Some(ts)) = (full, oldest) {
+                store.mark_rollup_dirty(id, ts).map_err(err)?;
             }
             if let (true, Some(last)) = (full, items.last()) {
                 let (os, arch, ver) = &last.system;

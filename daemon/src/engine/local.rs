@@ -75,6 +75,9 @@ pub fn start(interval: Duration) -> async_channel::Receiver<Snapshot> {
 
 /// Feeds local snapshots into the ingest queue.
 pub async fn feed(shared: Shared, node_id: String, rx: async_channel::Receiver<Snapshot>) {
+    // The first snapshot is committed at once, so that a fresh start shows
+    // this host online within a second or two, as a new agent does.
+    let mut first = true;
     while let Ok(snap) = rx.recv().await {
         let now = crate::clock::now();
         let item = match ingest::to_item(snap, ingest::Detail::Modelled, "", now) {
@@ -90,7 +93,12 @@ pub async fn feed(shared: Shared, node_id: String, rx: async_channel::Receiver<S
             let mut ctx = shared.borrow_mut();
             // What an agent with the same interval would ask for.
             let asked = cairn_wire::commit_within_s(ctx.cfg.interval_s).into();
-            let within = ingest::capped_delay(asked, ctx.cfg.commit_delay_max_ms);
+            let within = if first {
+                Duration::ZERO
+            } else {
+                ingest::capped_delay(asked, ctx.cfg.commit_delay_max_ms)
+            };
+            first = false;
             ctx.ingest.submit(node_id.clone(), vec![item], within)
         };
         if let Ok(Err(e)) = done.recv().await {
