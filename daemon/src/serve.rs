@@ -12,7 +12,7 @@ use crate::store::Store;
 use crate::{clock, security};
 use nix::sys::signal::{SigSet, Signal};
 use smol::LocalExecutor;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
@@ -185,6 +185,16 @@ pub fn run(args: Serve) -> Result<(), String> {
             "cairnd {} listening on http://{bound}",
             crate::api::system::VERSION
         );
+        // Requests being handled, so that shutdown waits for them and no longer.
+        let in_flight = Rc::new(Cell::new(0usize));
+        let handle = |req| {
+            let (guard, shared) = (InFlight::enter(&in_flight), shared.clone());
+            ex.spawn(async move {
+                let _guard = guard;
+                app::handle(shared, req).await
+            })
+            .detach();
+        };
         loop {
             let next = smol::future::or(async { incoming.recv().await.map(Some) }, async {
                 match stop_rx.recv().await {
@@ -197,7 +207,7 @@ pub fn run(args: Serve) -> Result<(), String> {
             })
             .await;
             match next {
-                Ok(Some(req)) => ex.spawn(app::handle(shared.clone(), req)).detach(),
+                Ok(Some(req)) => handle(req),
                 Ok(None) => {}
                 Err(_) => break,
             }
@@ -207,15 +217,16 @@ pub fn run(args: Serve) -> Result<(), String> {
         // Snapshots waiting for a later commit are committed now, and their
         // agents answered, rather than left for them to resend.
         shared.borrow_mut().ingest.hurry();
-        // Let requests already inside finish their group commit, briefly.
+        // Let requests already inside finish (their group commit, say), for
+        // at most 3 s.
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             smol::Timer::after(Duration::from_millis(20)).await;
             if let Ok(req) = incoming.try_recv() {
-                ex.spawn(app::handle(shared.clone(), req)).detach();
+                handle(req);
                 continue;
             }
-            if incoming.is_empty() && ex.is_empty() {
+            if incoming.is_empty() && in_flight.get() == 0 {
                 break;
             }
         }
@@ -229,6 +240,22 @@ pub fn run(args: Serve) -> Result<(), String> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// Counts a request as being handled until dropped, with its task.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn enter(count: &Rc<Cell<usize>>) -> InFlight {
+        count.set(count.get() + 1);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 fn create_data_dir(dir: &Path) -> Result<(), String> {

@@ -163,7 +163,70 @@ pub fn commit_due(
 /// the header (a labwatch agent, a backfill, curl) is due at once and takes
 /// everything queued along with it. The acknowledgement still comes only
 /// after the commit.
+///
+/// The commit's fsync runs on another thread: SQLite writes the WAL
+/// (synchronous=NORMAL for these commits) and `acknowledge` fsyncs it before
+/// answering anyone, so the executor builds the next commit, and serves
+/// every other request, while the disk works. On an SD card an fsync can take
+/// tens of milliseconds; it used to stall the whole API that long, once a
+/// commit. The next commit still waits for the fsync (its turn), so that
+/// what arrives meanwhile shares one commit as before.
 pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
+    let wal = shared.borrow().store.wal_file().map(|p| p.to_path_buf());
+    let (acks, unsynced) = async_channel::unbounded();
+    let turn = std::sync::Arc::new(smol::lock::Semaphore::new(1));
+    let sync = move || match &wal {
+        Some(path) => sync_file(path),
+        None => Ok(()),
+    };
+    smol::future::zip(commit_loop(shared, wake, acks, turn), acknowledge(unsynced, sync)).await;
+}
+
+/// One commit's answers, sent once the WAL is on disk, and the committer's
+/// turn, given back then.
+type Acks = (
+    Vec<(async_channel::Sender<Outcome>, Outcome)>,
+    smol::lock::SemaphoreGuardArc,
+);
+
+fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
+    // Opened each time: the fsync must reach the file SQLite writes now.
+    std::fs::File::open(path)?.sync_data()
+}
+
+/// Answers committed requests once `sync` (an fsync of the WAL, on the
+/// blocking pool) has returned; a failed fsync fails them (the agents keep
+/// their copies and send again, and duplicates are recognised).
+async fn acknowledge(
+    unsynced: async_channel::Receiver<Acks>,
+    sync: impl Fn() -> std::io::Result<()> + Clone + Send + 'static,
+) {
+    while let Ok(first) = unsynced.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = unsynced.try_recv() {
+            group.push(more);
+        }
+        let sync = sync.clone();
+        let synced = smol::unblock(move || sync()).await;
+        if let Err(e) = &synced {
+            log::error!("syncing the database's WAL after an ingest commit: {e}");
+        }
+        for (done, outcome) in group.into_iter().flat_map(|(answers, _turn)| answers) {
+            let outcome = match (&synced, outcome) {
+                (Err(e), Ok(_)) => Err(ApiError::internal(format!("syncing the database's WAL: {e}"))),
+                (_, outcome) => outcome,
+            };
+            let _ = done.try_send(outcome);
+        }
+    }
+}
+
+async fn commit_loop(
+    shared: Shared,
+    wake: async_channel::Receiver<()>,
+    acks: async_channel::Sender<Acks>,
+    turn: std::sync::Arc<smol::lock::Semaphore>,
+) {
     let mut last_commit: Option<Instant> = None;
     loop {
         let due = {
@@ -192,7 +255,9 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
             }
             Some(_) => {}
         }
-        // Let every request task that is already runnable queue its rows first.
+        // The previous commit's fsync first; then let every request task
+        // that is already runnable queue its rows.
+        let my_turn = turn.acquire_arc().await;
         smol::future::yield_now().await;
         let mut ctx = shared.borrow_mut();
         let batch = std::mem::take(&mut ctx.ingest.pending);
@@ -201,8 +266,8 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
         }
         let (results, newest) = commit(&mut ctx.store, &batch);
         last_commit = Some(Instant::now());
-        // Alerts look at what was committed, after the acknowledgement is
-        // certain: an alert-side failure never fails an ingest.
+        // Alerts look at what was committed: an alert-side failure never
+        // fails an ingest.
         let settings = crate::engine::alerts::Settings::of(&ctx.cfg);
         let now = crate::clock::now();
         let Ctx { store, alerting, .. } = &mut *ctx;
@@ -214,8 +279,13 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
         }
         ctx.wake_outbox();
         drop(ctx);
-        for (p, r) in batch.into_iter().zip(results) {
-            let _ = p.done.try_send(r);
+        let answers = batch.into_iter().map(|p| p.done).zip(results).collect();
+        if let Err(e) = acks.try_send((answers, my_turn)) {
+            let (answers, _) = e.into_inner();
+            // Not while `committer` runs; answer rather than drop.
+            for (done, outcome) in answers {
+                let _ = done.try_send(outcome);
+            }
         }
     }
 }
@@ -231,17 +301,33 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
 /// page a savepoint touches to a statement journal first, a temporary file
 /// beyond 64 KiB; that was a fifth of the executor's time under a backfill.
 fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, usize)>) {
-    let fail_all = |e: rusqlite::Error| -> (Vec<Outcome>, Vec<(usize, usize)>) {
-        let err = ApiError::internal(format!("committing ingest batch: {e}"));
-        (batch.iter().map(|_| Err(err.clone())).collect(), Vec::new())
+    // The WAL's fsync is left to `acknowledge`, off the executor.
+    let outcome = match store.relaxed_commits(true) {
+        Ok(()) => commit_relaxed(store, batch),
+        Err(e) => fail_all(batch, e),
     };
+    if let Err(e) = store.relaxed_commits(false) {
+        log::error!("restoring synchronous commits: {e}");
+    }
+    outcome
+}
+
+fn fail_all(batch: &[Pending], e: rusqlite::Error) -> (Vec<Outcome>, Vec<(usize, usize)>) {
+    let err = ApiError::internal(format!("committing ingest batch: {e}"));
+    (batch.iter().map(|_| Err(err.clone())).collect(), Vec::new())
+}
+
+fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, usize)>) {
     // Which 5-minute detail buckets were already stored, so that a retry
     // stores the detail rows the rolled-back attempt wrote.
     let marks = store.detail_marks(batch.iter().map(|p| p.node_id.as_str()));
     let stored = match store_batch(store, batch, false) {
         Ok(stored) => Ok(stored),
         Err(e) => {
-            log::debug!("ingest batch of {} requests failed as a whole ({e}); one by one", batch.len());
+            log::debug!(
+                "ingest batch of {} requests failed as a whole ({e}); one by one",
+                batch.len()
+            );
             let _ = store.conn.execute_batch("ROLLBACK");
             store.restore_detail_marks(marks);
             store_batch(store, batch, true)
@@ -252,7 +338,7 @@ fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, us
         Ok(ok) => ok,
         Err(e) => {
             let _ = store.conn.execute_batch("ROLLBACK");
-            return fail_all(e);
+            return fail_all(batch, e);
         }
     };
     // Only committed data becomes a node's latest.
@@ -529,6 +615,53 @@ mod tests {
             due: Instant::now(),
             done: async_channel::bounded(1).0,
         }
+    }
+
+    #[test]
+    fn answers_wait_for_the_fsync_and_share_one() {
+        use std::sync::{mpsc, Arc, Mutex};
+        let (acks, unsynced) = async_channel::unbounded();
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<std::io::Result<()>>();
+        let gate = Arc::new(Mutex::new(gate));
+        let calls = Arc::new(Mutex::new(0));
+        let (c, g) = (calls.clone(), gate.clone());
+        let sync = move || {
+            *c.lock().unwrap() += 1;
+            let _ = started_tx.send(());
+            g.lock().unwrap().recv().unwrap()
+        };
+        // Two commits queued before the fsync starts: one fsync for both.
+        let turns = Arc::new(smol::lock::Semaphore::new(2));
+        let turn = || turns.try_acquire_arc().unwrap();
+        let (d1, r1) = async_channel::bounded(1);
+        let (d2, r2) = async_channel::bounded(1);
+        acks.try_send((vec![(d1, Ok((1, 0)))], turn())).unwrap();
+        acks.try_send((vec![(d2, Ok((2, 1)))], turn())).unwrap();
+        let worker = std::thread::spawn(move || smol::block_on(acknowledge(unsynced, sync)));
+        started.recv().unwrap();
+        assert!(
+            r1.try_recv().is_err() && r2.try_recv().is_err(),
+            "answered before the fsync"
+        );
+        release.send(Ok(())).unwrap();
+        assert_eq!(r1.recv_blocking().unwrap().unwrap(), (1, 0));
+        assert_eq!(r2.recv_blocking().unwrap().unwrap(), (2, 1));
+        assert_eq!(*calls.lock().unwrap(), 1);
+        // Answered, and the committer's turns are back.
+        let (t1, t2) = (turn(), turn());
+        // A failed fsync fails what it covered; a refusal stays a refusal.
+        let (d3, r3) = async_channel::bounded(1);
+        let (d4, r4) = async_channel::bounded(1);
+        drop(t2);
+        acks.try_send((vec![(d3, Ok((1, 0))), (d4, Err(ApiError::bad_request("no")))], t1))
+            .unwrap();
+        started.recv().unwrap();
+        release.send(Err(std::io::Error::other("disk gone"))).unwrap();
+        assert_eq!(r3.recv_blocking().unwrap().unwrap_err().status, 500);
+        assert_eq!(r4.recv_blocking().unwrap().unwrap_err().status, 400);
+        drop(acks);
+        worker.join().unwrap();
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     items[newest].latest = Some(if compact {
         raws[newest].get().to_string()
     } else {
-        serde_json::from_str::<Value>(raws[newest].get()).ok()?.to_string()
+        serde_json::from_str::<Value>(raws[newest].get())
+            .ok()?
+            .to_string()
     });
     Some(items)
 }
@@ -194,8 +196,17 @@ mod tests {
             items
                 .iter()
                 .map(|i| {
-                    let detail = i.latest.as_deref().map(|t| serde_json::from_str::<Value>(t).unwrap());
-                    format!("{:?} {detail:?}", Item { latest: None, ..i.clone() })
+                    let detail = i
+                        .latest
+                        .as_deref()
+                        .map(|t| serde_json::from_str::<Value>(t).unwrap());
+                    format!(
+                        "{:?} {detail:?}",
+                        Item {
+                            latest: None,
+                            ..i.clone()
+                        }
+                    )
                 })
                 .collect::<Vec<_>>()
         };
@@ -215,7 +226,13 @@ mod tests {
         let single = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5},"zfs":null}"#;
         let escaped_key = br#"{"timestamp":"2026-11-23T14:49:00Z","\u0063pu":{"total_percent":3}}"#;
         let dup_unknown = br#"{"timestamp":"2026-11-23T14:49:00Z","docker":{"n":1},"docker":{"n":2}}"#;
-        for body in [&single[..], BATCH.as_bytes(), SINGLE.as_bytes(), &escaped_key[..], &dup_unknown[..]] {
+        for body in [
+            &single[..],
+            BATCH.as_bytes(),
+            SINGLE.as_bytes(),
+            &escaped_key[..],
+            &dup_unknown[..],
+        ] {
             let direct = parse_direct(body, NOW).expect("a plain body takes the direct path");
             let checked = parse_checked(body, NOW).unwrap();
             assert!(same(&direct, &checked), "{direct:?}\n!=\n{checked:?}");

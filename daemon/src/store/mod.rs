@@ -25,6 +25,10 @@ pub struct Store {
     latest: latest::LatestCache,
     /// Which seconds each node has raw samples for past the rollups.
     tail: std::cell::RefCell<Option<tail::RawTail>>,
+    /// The WAL file, when the database runs in WAL mode (always, unless the
+    /// file system cannot): ingest commits leave its fsync to another
+    /// thread (`relaxed_commit`).
+    wal: Option<std::path::PathBuf>,
 }
 
 /// A unit of work that nests: SAVEPOINT/RELEASE, so it is a transaction
@@ -87,10 +91,25 @@ impl Store {
         // default 16 would evict some of them on each request).
         conn.set_prepared_statement_cache_capacity(64);
         restrict_permissions(path);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| format!("reading the journal mode of {}: {e}", path.display()))?;
+        let wal = mode.eq_ignore_ascii_case("wal").then(|| {
+            let mut p = path.as_os_str().to_owned();
+            p.push("-wal");
+            std::path::PathBuf::from(p)
+        });
+        if wal.is_none() {
+            log::warn!(
+                "{} is not in WAL mode ({mode}): every commit syncs on the executor",
+                path.display()
+            );
+        }
         let mut store = Store {
             conn,
             latest: Default::default(),
             tail: Default::default(),
+            wal,
         };
         let migrated =
             schema::migrate(&mut store.conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
@@ -128,7 +147,29 @@ impl Store {
             conn,
             latest: Default::default(),
             tail: Default::default(),
+            wal: None,
         }
+    }
+
+    /// The WAL file whose fsync makes a `relaxed` commit durable; `None`
+    /// when commits sync themselves (not in WAL mode, or in memory).
+    pub fn wal_file(&self) -> Option<&Path> {
+        self.wal.as_deref()
+    }
+
+    /// Switches the connection between commits that fsync the WAL
+    /// themselves (synchronous=FULL, the default) and commits that only
+    /// write it (NORMAL), for a caller that fsyncs `wal_file` itself before
+    /// acknowledging anything. A no-op without a WAL file.
+    pub fn relaxed_commits(&self, relaxed: bool) -> rusqlite::Result<()> {
+        if self.wal.is_none() {
+            return Ok(());
+        }
+        self.conn.execute_batch(if relaxed {
+            "PRAGMA synchronous=NORMAL"
+        } else {
+            "PRAGMA synchronous=FULL"
+        })
     }
 }
 
@@ -143,5 +184,28 @@ fn restrict_permissions(path: &Path) {
                 log::warn!("cannot restrict permissions of {p}: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_relaxed_commit_skips_its_fsync_and_the_wal_is_known() {
+        let dir = std::env::temp_dir().join(format!("cairn-store-relaxed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("cairn.db")).unwrap();
+        let sync = |s: &Store| -> i64 { s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
+        assert_eq!(sync(&store), 2, "FULL by default");
+        assert_eq!(store.wal_file(), Some(dir.join("cairn.db-wal").as_path()));
+        assert!(store.wal_file().unwrap().exists());
+        store.relaxed_commits(true).unwrap();
+        assert_eq!(sync(&store), 1);
+        store.relaxed_commits(false).unwrap();
+        assert_eq!(sync(&store), 2);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
