@@ -182,6 +182,10 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
     smol::future::zip(commit_loop(shared, wake, acks, turn), acknowledge(unsynced, sync)).await;
 }
 
+/// Each request's outcome, and (request, item) for each item that became
+/// its node's latest.
+type Committed = (Vec<Outcome>, Vec<(usize, usize)>);
+
 /// One commit's answers, sent once the WAL is on disk, and the committer's
 /// turn, given back then.
 type Acks = (
@@ -207,7 +211,7 @@ async fn acknowledge(
             group.push(more);
         }
         let sync = sync.clone();
-        let synced = smol::unblock(move || sync()).await;
+        let synced = smol::unblock(sync).await;
         if let Err(e) = &synced {
             log::error!("syncing the database's WAL after an ingest commit: {e}");
         }
@@ -300,7 +304,7 @@ async fn commit_loop(
 /// the others their commit. Savepoints are not free: SQLite copies every
 /// page a savepoint touches to a statement journal first, a temporary file
 /// beyond 64 KiB; that was a fifth of the executor's time under a backfill.
-fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, usize)>) {
+fn commit(store: &mut Store, batch: &[Pending]) -> Committed {
     // The WAL's fsync is left to `acknowledge`, off the executor.
     let outcome = match store.relaxed_commits(true) {
         Ok(()) => commit_relaxed(store, batch),
@@ -312,12 +316,12 @@ fn commit(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, us
     outcome
 }
 
-fn fail_all(batch: &[Pending], e: rusqlite::Error) -> (Vec<Outcome>, Vec<(usize, usize)>) {
+fn fail_all(batch: &[Pending], e: rusqlite::Error) -> Committed {
     let err = ApiError::internal(format!("committing ingest batch: {e}"));
     (batch.iter().map(|_| Err(err.clone())).collect(), Vec::new())
 }
 
-fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(usize, usize)>) {
+fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> Committed {
     // Which 5-minute detail buckets were already stored, so that a retry
     // stores the detail rows the rolled-back attempt wrote.
     let marks = store.detail_marks(batch.iter().map(|p| p.node_id.as_str()));
@@ -360,11 +364,7 @@ fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> (Vec<Outcome>, Vec<(u
 /// Stores a batch inside a new transaction, left open for the caller to
 /// commit. Without savepoints (`isolate` false), the first failing request
 /// fails the whole attempt; with them, it fails alone.
-fn store_batch(
-    store: &mut Store,
-    batch: &[Pending],
-    isolate: bool,
-) -> rusqlite::Result<(Vec<Outcome>, Vec<(usize, usize)>)> {
+fn store_batch(store: &mut Store, batch: &[Pending], isolate: bool) -> rusqlite::Result<Committed> {
     store.conn.execute_batch("BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
     let mut newest = Vec::with_capacity(batch.len());
