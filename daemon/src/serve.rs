@@ -102,7 +102,8 @@ pub fn run(args: Serve) -> Result<(), String> {
         log::warn!("built with panic=abort: a handler bug would stop the daemon (release builds use profile release-daemon)");
     }
     create_data_dir(&cfg.data_dir)?;
-    let store = Store::open(&cfg.data_dir.join("cairn.db"))?;
+    let mut store = Store::open(&cfg.data_dir.join("cairn.db"))?;
+    store.checkpoint_in_background()?;
     store
         .set_retention(&cfg.retention())
         .map_err(|e| format!("saving retention settings: {e}"))?;
@@ -232,6 +233,7 @@ pub fn run(args: Serve) -> Result<(), String> {
         }
     }));
     let mut ctx = shared.borrow_mut();
+    ctx.store.stop_checkpointer();
     if let Err(e) = ctx.store.flush_latest() {
         log::warn!("writing latest snapshots at shutdown failed: {e}");
     }

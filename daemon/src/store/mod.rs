@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod auth;
 pub mod blocks;
 pub mod channels;
+pub mod checkpoint;
 pub mod checks;
 pub mod heartbeats;
 pub mod history;
@@ -21,6 +22,8 @@ use rusqlite::Connection;
 use std::path::Path;
 
 pub struct Store {
+    /// First, so that it stops before the connection closes.
+    checkpointer: Option<checkpoint::Checkpointer>,
     pub conn: Connection,
     latest: latest::LatestCache,
     /// Which seconds each node has raw samples for past the rollups.
@@ -106,6 +109,7 @@ impl Store {
             );
         }
         let mut store = Store {
+            checkpointer: None,
             conn,
             latest: Default::default(),
             tail: Default::default(),
@@ -144,11 +148,31 @@ impl Store {
         let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
         schema::migrate(&mut conn).expect("migrations apply to an empty database");
         Store {
+            checkpointer: None,
             conn,
             latest: Default::default(),
             tail: Default::default(),
             wal: None,
         }
+    }
+
+    /// Moves WAL checkpoints to a thread of their own (`checkpoint`), for
+    /// the daemon; one-shot commands and benchmarks keep SQLite's own.
+    pub fn checkpoint_in_background(&mut self) -> Result<(), String> {
+        if self.wal.is_none() || self.checkpointer.is_some() {
+            return Ok(());
+        }
+        let db = match self.conn.path() {
+            Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+            _ => return Ok(()),
+        };
+        self.checkpointer = Some(checkpoint::Checkpointer::start(&db, &mut self.conn)?);
+        Ok(())
+    }
+
+    /// Waits for a checkpoint in progress and stops the thread (shutdown).
+    pub fn stop_checkpointer(&mut self) {
+        self.checkpointer = None;
     }
 
     /// The WAL file whose fsync makes a `relaxed` commit durable; `None`
@@ -205,6 +229,46 @@ mod tests {
         assert_eq!(sync(&store), 1);
         store.relaxed_commits(false).unwrap();
         assert_eq!(sync(&store), 2);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_wal_is_checkpointed_by_the_background_thread() {
+        let dir = std::env::temp_dir().join(format!("cairn-store-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("cairn.db");
+        let mut store = Store::open(&db).unwrap();
+        let auto = |s: &Store| -> i64 {
+            s.conn
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(auto(&store), 1000);
+        store.checkpoint_in_background().unwrap();
+        assert_eq!(
+            auto(&store),
+            0,
+            "the main connection no longer checkpoints by itself"
+        );
+        let before = std::fs::metadata(&db).unwrap().len();
+        // ~6 MB in one commit: past the 1,000-page threshold.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TABLE scratch (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+                 INSERT INTO scratch SELECT zeroblob(4000) FROM n;",
+            )
+            .unwrap();
+        // Only the thread copies the WAL into the database file now.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() < before + 5_000_000 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint within 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        store.stop_checkpointer();
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
