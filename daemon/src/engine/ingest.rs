@@ -285,10 +285,11 @@ async fn commit_loop(
         drop(ctx);
         let answers = batch.into_iter().map(|p| p.done).zip(results).collect();
         if let Err(e) = acks.try_send((answers, my_turn)) {
+            // Unreachable while `committer` runs `acknowledge`; if it ever
+            // were, nothing may be acknowledged without its fsync.
             let (answers, _) = e.into_inner();
-            // Not while `committer` runs; answer rather than drop.
-            for (done, outcome) in answers {
-                let _ = done.try_send(outcome);
+            for (done, _) in answers {
+                let _ = done.try_send(Err(ApiError::internal("ingest acknowledger stopped")));
             }
         }
     }
