@@ -323,9 +323,6 @@ fn fail_all(batch: &[Pending], e: rusqlite::Error) -> Committed {
 }
 
 fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> Committed {
-    // Which 5-minute detail buckets were already stored, so that a retry
-    // stores the detail rows the rolled-back attempt wrote.
-    let marks = store.detail_marks(batch.iter().map(|p| p.node_id.as_str()));
     let stored = match store_batch(store, batch, false) {
         Ok(stored) => Ok(stored),
         Err(e) => {
@@ -334,7 +331,9 @@ fn commit_relaxed(store: &mut Store, batch: &[Pending]) -> Committed {
                 batch.len()
             );
             let _ = store.conn.execute_batch("ROLLBACK");
-            store.restore_detail_marks(marks);
+            // The attempt marked detail buckets it no longer stores: let the
+            // retry store them (at worst a bucket gets a second detail row).
+            store.forget_detail_marks(batch.iter().map(|p| p.node_id.as_str()));
             store_batch(store, batch, true)
         }
     };

@@ -51,20 +51,12 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     // agents write it, its text is the detail JSON as it is.
     // (A `\u` escape could spell "snapshots" in a key.)
     if !contains(body, b"snapshots") && !contains(body, b"\\u") {
-        let snap: Snapshot = serde_json::from_str(text).ok()?;
-        let detail = if compact {
-            Detail::Text(text.to_string())
-        } else {
-            Detail::Json(serde_json::from_str(text).ok()?)
-        };
-        return Some(vec![to_item(snap, detail, "", now).ok()?]);
+        return single(text, compact, now);
     }
     // One pass over the body finds the batch, if any, and checks its syntax.
     let top: Top = serde_json::from_str(text).ok()?;
     let Some(raws) = top.snapshots else {
-        let snap: Snapshot = serde_json::from_str(text).ok()?;
-        let detail: Value = serde_json::from_str(text).ok()?;
-        return Some(vec![to_item(snap, Detail::Json(detail), "", now).ok()?]);
+        return single(text, compact, now);
     };
     let raws = raws?;
     if raws.is_empty() || raws.len() > cairn_wire::MAX_BATCH {
@@ -87,6 +79,17 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
             .to_string()
     });
     Some(items)
+}
+
+/// One snapshot, the whole body; a compact body's text is its detail JSON.
+fn single(text: &str, compact: bool, now: i64) -> Option<Vec<Item>> {
+    let snap: Snapshot = serde_json::from_str(text).ok()?;
+    let detail = if compact {
+        Detail::Text(text.to_string())
+    } else {
+        Detail::Json(serde_json::from_str(text).ok()?)
+    };
+    Some(vec![to_item(snap, detail, "", now).ok()?])
 }
 
 /// The item that keeps its detail JSON: the first of the newest, which is

@@ -151,20 +151,11 @@ impl Store {
     /// the first of each node's 5-minute (wall-clock) buckets. Aligning to
     /// the clock means the detail tables are touched in a few commits per
     /// bucket rather than in every commit.
-    /// The detail buckets marked for these nodes, for `restore_detail_marks`.
-    pub fn detail_marks<'a>(&self, nodes: impl Iterator<Item = &'a str>) -> HashMap<&'a str, Option<i64>> {
-        nodes
-            .map(|id| (id, self.latest.detail_bucket.get(id).copied()))
-            .collect()
-    }
-
-    /// Puts back marks taken before a transaction that was rolled back.
-    pub fn restore_detail_marks(&mut self, marks: HashMap<&str, Option<i64>>) {
-        for (id, bucket) in marks {
-            match bucket {
-                Some(b) => self.latest.detail_bucket.insert(id.to_string(), b),
-                None => self.latest.detail_bucket.remove(id),
-            };
+    /// Forgets which detail buckets these nodes have stored (a rolled-back
+    /// transaction): their next snapshots store their detail again.
+    pub fn forget_detail_marks<'a>(&mut self, nodes: impl Iterator<Item = &'a str>) {
+        for id in nodes {
+            self.latest.detail_bucket.remove(id);
         }
     }
 
