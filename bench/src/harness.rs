@@ -253,7 +253,11 @@ impl Daemon {
             .arg(self.data_dir())
             .arg("--no-local-agent")
             .args(&self.args)
-            .env("CAIRN_LOG_LEVEL", "info")
+            // CAIRN_BENCH_DAEMON_LOG=trace shows each ingest commit.
+            .env(
+                "CAIRN_LOG_LEVEL",
+                std::env::var("CAIRN_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);

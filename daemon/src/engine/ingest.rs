@@ -4,6 +4,7 @@
 //! acknowledged snapshot is always on disk and many agents share one fsync.
 
 pub use super::native_body::parse_native;
+pub use super::parse_pool::parse_off_executor;
 use crate::app::{Ctx, Shared};
 use crate::clock;
 use crate::engine::validate;
@@ -211,7 +212,13 @@ async fn acknowledge(
             group.push(more);
         }
         let sync = sync.clone();
+        let started = Instant::now();
         let synced = smol::unblock(sync).await;
+        log::trace!(
+            "ingest fsync for {} commits: {} µs",
+            group.len(),
+            started.elapsed().as_micros()
+        );
         if let Err(e) = &synced {
             log::error!("syncing the database's WAL after an ingest commit: {e}");
         }
@@ -261,15 +268,25 @@ async fn commit_loop(
         }
         // The previous commit's fsync first; then let every request task
         // that is already runnable queue its rows.
+        let asked = Instant::now();
         let my_turn = turn.acquire_arc().await;
+        let waited = asked.elapsed();
         smol::future::yield_now().await;
         let mut ctx = shared.borrow_mut();
         let batch = std::mem::take(&mut ctx.ingest.pending);
         if batch.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let (results, newest) = commit(&mut ctx.store, &batch);
         last_commit = Some(Instant::now());
+        log::trace!(
+            "ingest commit: {} requests, {} snapshots, {} µs after {} µs waiting for an fsync",
+            batch.len(),
+            batch.iter().map(|p| p.items.len()).sum::<usize>(),
+            started.elapsed().as_micros(),
+            waited.as_micros()
+        );
         // Alerts look at what was committed: an alert-side failure never
         // fails an ingest.
         let settings = crate::engine::alerts::Settings::of(&ctx.cfg);
@@ -470,22 +487,6 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     })?;
     de.end().map_err(|e| malformed(format!("malformed JSON: {e}")))?;
     Ok(value)
-}
-
-/// How many request bodies are parsed at once, across all ingest routes.
-/// A 500-snapshot body becomes a JSON tree ~10x its size while it is parsed;
-/// sixteen backfilling agents at once took the daemon's RSS past 120 MiB.
-/// Two slots keep both cores busy; more only add memory.
-static PARSE_SLOTS: smol::lock::Semaphore = smol::lock::Semaphore::new(2);
-
-/// Runs a body parser on the blocking pool, at most `PARSE_SLOTS` at a time,
-/// so the executor thread stays free and memory stays bounded.
-pub async fn parse_off_executor<T: Send + 'static>(
-    body: Vec<u8>,
-    parse: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let _slot = PARSE_SLOTS.acquire().await;
-    smol::unblock(move || parse(&body)).await
 }
 
 /// What an item keeps as the node's latest detail.
@@ -799,42 +800,6 @@ mod tests {
     }
 
     /// Four bodies arrive at once; only two are ever parsed at the same time.
-    #[test]
-    fn at_most_two_bodies_are_parsed_at_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-        use std::sync::{Arc, Mutex};
-        let active = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let wait = Arc::new(Mutex::new(wait));
-        let tasks: Vec<_> = (0..4)
-            .map(|_| {
-                let (active, most, wait) = (active.clone(), most.clone(), wait.clone());
-                smol::spawn(parse_off_executor(b"{}".to_vec(), move |_| {
-                    let now = active.fetch_add(1, SeqCst) + 1;
-                    most.fetch_max(now, SeqCst);
-                    let _ = wait.lock().unwrap().recv();
-                    active.fetch_sub(1, SeqCst);
-                    Ok(())
-                }))
-            })
-            .collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while active.load(SeqCst) < 2 {
-            assert!(std::time::Instant::now() < deadline, "two parses never started");
-            std::thread::yield_now();
-        }
-        // Both slots are taken: a fifth caller would have to wait.
-        assert!(PARSE_SLOTS.try_acquire().is_none());
-        for _ in 0..4 {
-            go.send(()).unwrap();
-        }
-        for t in tasks {
-            smol::block_on(t).unwrap();
-        }
-        assert_eq!(most.load(SeqCst), 2);
-    }
-
     #[test]
     fn single_and_batch_bodies() {
         let one = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5}}"#;

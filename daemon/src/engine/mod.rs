@@ -11,6 +11,7 @@ pub mod local;
 pub mod native_body;
 pub mod notify;
 pub mod outbox;
+pub mod parse_pool;
 pub mod suppress;
 pub mod timers;
 pub mod validate;

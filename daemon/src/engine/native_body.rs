@@ -99,36 +99,62 @@ fn first_newest(items: &[Item]) -> Option<usize> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
+/// Byte classes for `shape`; most bytes of a body (digits, letters, `,:.`)
+/// are `OTHER` and cost one table lookup.
+const OTHER: u8 = 0;
+const OPEN: u8 = 1;
+const CLOSE: u8 = 2;
+const QUOTE: u8 = 3;
+const BLANK: u8 = 4;
+static CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    t[b'{' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'}' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
+    t[b'"' as usize] = QUOTE;
+    t[b' ' as usize] = BLANK;
+    t[b'\t' as usize] = BLANK;
+    t[b'\n' as usize] = BLANK;
+    t[b'\r' as usize] = BLANK;
+    t
+};
+
 /// `None` if an object or array in `body` nests deeper than `limit`, else
-/// whether the body is compact: no blank outside its strings.
+/// whether the body is compact: no blank outside its strings. (An
+/// unterminated string ends the scan; the parser refuses such a body.)
 fn shape(body: &[u8], limit: usize) -> Option<bool> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    let mut compact = true;
-    for &b in body {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
+    let (mut depth, mut compact, mut i) = (0usize, true, 0);
+    while let Some(&b) = body.get(i) {
+        match CLASS[b as usize] {
+            OTHER => {}
+            OPEN => {
                 depth += 1;
                 if depth > limit {
                     return None;
                 }
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b' ' | b'\t' | b'\n' | b'\r' => compact = false,
-            _ => {}
+            CLOSE => depth = depth.saturating_sub(1),
+            BLANK => compact = false,
+            _ => {
+                // A string: jump to its closing quote, over escapes.
+                i += 1;
+                loop {
+                    let Some(k) = body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else {
+                        return Some(compact);
+                    };
+                    i += k;
+                    if body[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
         }
+        i += 1;
     }
     Some(compact)
 }
@@ -323,5 +349,68 @@ mod tests {
         }
         // The mutations must leave some bodies valid, or this proves nothing.
         assert!(direct_ok > rounds / 20, "only {direct_ok} mutated bodies parsed");
+    }
+
+    /// `shape` as first written, byte by byte: the reference for the
+    /// table-and-memchr one.
+    fn shape_bytewise(body: &[u8], limit: usize) -> Option<bool> {
+        let (mut depth, mut in_string, mut escaped, mut compact) = (0usize, false, false, true);
+        for &b in body {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > limit {
+                        return None;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b' ' | b'\t' | b'\n' | b'\r' => compact = false,
+                _ => {}
+            }
+        }
+        Some(compact)
+    }
+
+    #[test]
+    fn shape_agrees_with_a_byte_by_byte_scan() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = b"{}[]\"\\ \t\n\ra1,:";
+        let mut seen = [0usize; 3];
+        for _ in 0..100_000 {
+            let body: Vec<u8> = (0..next(24)).map(|_| alphabet[next(alphabet.len())]).collect();
+            let limit = next(5);
+            let want = shape_bytewise(&body, limit);
+            assert_eq!(
+                shape(&body, limit),
+                want,
+                "{:?} limit {limit}",
+                String::from_utf8_lossy(&body)
+            );
+            seen[match want {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            }] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 1000), "{seen:?}");
+        for body in [BATCH, SINGLE] {
+            assert_eq!(shape(body.as_bytes(), 64), shape_bytewise(body.as_bytes(), 64));
+        }
     }
 }
