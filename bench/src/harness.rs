@@ -664,6 +664,23 @@ pub fn thread_cpu_seconds(pid: u32, tid: u32) -> Option<f64> {
     stat_cpu(&format!("/proc/{pid}/task/{tid}/stat"))
 }
 
+/// CPU seconds per thread name of a process, over the threads alive now
+/// (threads that exited are not counted).
+pub fn cpu_by_thread_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if let Some(cpu) = stat_cpu(&dir.join("stat").to_string_lossy()) {
+            *by_name.entry(name.trim().to_string()).or_insert(0.0) += cpu;
+        }
+    }
+    by_name
+}
+
 fn stat_cpu(path: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     // The command name may contain spaces: fields start after the last ')'.

@@ -47,6 +47,8 @@ pub struct Drive {
     /// CPU of the daemon's executor thread (parsing, validation, SQLite).
     pub executor_cpu_s: f64,
     pub client_cpu_s: f64,
+    /// The daemon's CPU seconds per thread name (threads alive at the end).
+    pub cpu_by_thread: std::collections::BTreeMap<String, f64>,
 }
 
 /// Runs one client thread per node until `secs` have passed or each has sent
@@ -68,6 +70,7 @@ pub fn drive(
     let url = d.url();
     let mut started = Instant::now();
     let (mut cpu0, mut exec0, mut self0) = (0.0, 0.0, 0.0);
+    let mut threads0 = Default::default();
     std::thread::scope(|s| {
         for (i, (_, token)) in agents.iter().enumerate() {
             let (barrier, acked, errors, first_error, results, url, body) =
@@ -118,6 +121,7 @@ pub fn drive(
         cpu0 = cpu_seconds(pid).unwrap_or(0.0);
         exec0 = thread_cpu_seconds(pid, pid).unwrap_or(0.0);
         self0 = self_cpu_seconds();
+        threads0 = cpu_by_thread_name(pid);
         barrier.wait();
         started = Instant::now();
     });
@@ -125,6 +129,10 @@ pub fn drive(
     let daemon_cpu_s = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let executor_cpu_s = thread_cpu_seconds(pid, pid).unwrap_or(0.0) - exec0;
     let client_cpu_s = self_cpu_seconds() - self0;
+    let mut cpu_by_thread = cpu_by_thread_name(pid);
+    for (name, cpu) in &mut cpu_by_thread {
+        *cpu -= threads0.get(name).copied().unwrap_or(0.0);
+    }
     if let Some(e) = first_error.into_inner().expect("lock") {
         println!("  first error: {e}");
     }
@@ -143,6 +151,7 @@ pub fn drive(
         daemon_cpu_s,
         executor_cpu_s,
         client_cpu_s,
+        cpu_by_thread,
     })
 }
 
@@ -174,6 +183,17 @@ fn report(r: &mut Results, name: &str, dr: &Drive) -> f64 {
         &format!("ingest.{name}.loadgen_cpu_share"),
         100.0 * dr.client_cpu_s / (dr.client_cpu_s + dr.daemon_cpu_s).max(1e-9),
         "% of CPU used by both",
+    );
+    let secs = dr.elapsed.as_secs_f64().max(1e-9);
+    let threads: Vec<String> = dr
+        .cpu_by_thread
+        .iter()
+        .filter(|(_, &cpu)| cpu > 0.0)
+        .map(|(n, cpu)| format!("{n} {:.0} %", 100.0 * cpu / secs))
+        .collect();
+    println!(
+        "  {name}: daemon CPU by thread, % of one core: {}",
+        threads.join(", ")
     );
     if dr.errors > 0 {
         r.note(format!("{name}: {} requests failed", dr.errors));

@@ -40,8 +40,13 @@ fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(
 const DIRECT_MAX_DEPTH: usize = 64;
 
 fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
-    let compact = shape(body, DIRECT_MAX_DEPTH)?;
     let text = std::str::from_utf8(body).ok()?;
+    // A batch as agents write it: one scan finds its snapshots.
+    if let Some(ranges) = compact_batch(body) {
+        let raws: Vec<&str> = ranges.into_iter().map(|r| &text[r]).collect();
+        return batch(&raws, true, now);
+    }
+    let compact = shape(body, DIRECT_MAX_DEPTH)?;
     // serde reads a struct from an array too; the checked parser does not.
     if !text.trim_start().starts_with('{') {
         return None;
@@ -58,27 +63,87 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     let Some(raws) = top.snapshots else {
         return single(text, compact, now);
     };
-    let raws = raws?;
+    let raws: Vec<&str> = raws?.into_iter().map(RawValue::get).collect();
+    batch(&raws, compact, now)
+}
+
+/// The snapshots of a batch, each from its own text; with the newest's
+/// detail JSON (as it is, when the body is compact).
+fn batch(raws: &[&str], compact: bool, now: i64) -> Option<Vec<Item>> {
     if raws.is_empty() || raws.len() > cairn_wire::MAX_BATCH {
         return None;
     }
     let mut items = Vec::with_capacity(raws.len());
-    for raw in &raws {
-        if !raw.get().starts_with('{') {
+    for raw in raws {
+        if !raw.starts_with('{') {
             return None;
         }
-        let snap: Snapshot = serde_json::from_str(raw.get()).ok()?;
+        let snap: Snapshot = serde_json::from_str(raw).ok()?;
         items.push(to_item(snap, Detail::Skip, "", now).ok()?);
     }
     let newest = first_newest(&items)?;
     items[newest].latest = Some(if compact {
-        raws[newest].get().to_string()
+        raws[newest].to_string()
     } else {
-        serde_json::from_str::<Value>(raws[newest].get())
-            .ok()?
-            .to_string()
+        serde_json::from_str::<Value>(raws[newest]).ok()?.to_string()
     });
     Some(items)
+}
+
+/// What an agent sends when it backfills: `{"snapshots":[` then snapshots
+/// separated by single commas, then `]}`, with no blank outside strings.
+/// Returns the byte range of each entry, found in one scan of the body, or
+/// `None` if the body is anything else (or nests past the direct limit).
+///
+/// Every byte is then checked: the fixed start and end, the commas between
+/// entries (found at the array's own level), and each entry, which serde
+/// reads as one whole JSON value. So a body this accepts is valid JSON with
+/// one key, and no separate syntax pass over the whole body is needed.
+fn compact_batch(body: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    const START: &[u8] = b"{\"snapshots\":[";
+    const END: &[u8] = b"]}";
+    let inner = body.strip_prefix(START)?.strip_suffix(END)?;
+    let base = START.len();
+    let mut ranges = Vec::new();
+    let (mut depth, mut from, mut i) = (0usize, 0, 0);
+    while let Some(&b) = inner.get(i) {
+        match CLASS[b as usize] {
+            OTHER if b == b',' && depth == 0 => {
+                ranges.push(base + from..base + i);
+                from = i + 1;
+            }
+            OTHER => {}
+            OPEN => {
+                depth += 1;
+                // The array and the top object are two levels already.
+                if depth + 2 > DIRECT_MAX_DEPTH {
+                    return None;
+                }
+            }
+            // Closing the array (or more) before its end: not this shape.
+            CLOSE => depth = depth.checked_sub(1)?,
+            BLANK => return None,
+            _ => i = string_end(inner, i + 1)?,
+        }
+        i += 1;
+    }
+    if depth != 0 {
+        return None;
+    }
+    ranges.push(base + from..base + inner.len());
+    Some(ranges)
+}
+
+/// Where the string whose content starts at `i` ends (its closing quote),
+/// over escapes; `None` if it never does.
+fn string_end(body: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
+        if body[i] == b'"' {
+            return Some(i);
+        }
+        i += 2;
+    }
 }
 
 /// One snapshot, the whole body; a compact body's text is its detail JSON.
@@ -139,20 +204,12 @@ fn shape(body: &[u8], limit: usize) -> Option<bool> {
             }
             CLOSE => depth = depth.saturating_sub(1),
             BLANK => compact = false,
-            _ => {
-                // A string: jump to its closing quote, over escapes.
-                i += 1;
-                loop {
-                    let Some(k) = body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else {
-                        return Some(compact);
-                    };
-                    i += k;
-                    if body[i] == b'"' {
-                        break;
-                    }
-                    i += 2;
-                }
-            }
+            // A string: on to its closing quote (an unterminated one
+            // ends the scan).
+            _ => match string_end(body, i + 1) {
+                Some(end) => i = end,
+                None => return Some(compact),
+            },
         }
         i += 1;
     }
@@ -248,6 +305,37 @@ mod tests {
         {"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":30},"docker":{"n":3}},
         {"timestamp":"2026-11-23T14:47:00Z","disks":[{"mount":"/","used_percent":5}]}]}"#;
 
+    /// BATCH without its blanks, as agents send it.
+    fn compact_batch_text() -> String {
+        let text = serde_json::from_str::<Value>(BATCH).unwrap().to_string();
+        assert!(compact_batch(text.as_bytes()).is_some_and(|r| r.len() == 4));
+        text
+    }
+
+    #[test]
+    fn only_a_compact_batch_is_split_by_the_scan() {
+        let ok = br#"{"snapshots":[{"a":"],"},{"b":[1,[2]]}]}"#;
+        let ranges = compact_batch(ok).unwrap();
+        let parts: Vec<&[u8]> = ranges.into_iter().map(|r| &ok[r]).collect();
+        assert_eq!(parts, [&br#"{"a":"],"}"#[..], br#"{"b":[1,[2]]}"#]);
+        for other in [
+            &br#"{"snapshots":[{"a":1} ]}"#[..],
+            br#"{"snapshots":[{"a":1}]},"x":[]}"#,
+            br#"{"snapshots":[{"a":1}]}]}"#,
+            br#"{"snapshots":[{"a":[1}]}"#,
+            br#"{"snapshots":[{"a":"1}]}"#,
+            br#"{"x":1,"snapshots":[{"a":1}]}"#,
+            br#" {"snapshots":[{"a":1}]}"#,
+        ] {
+            assert_eq!(compact_batch(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        // Too deep for the direct path.
+        let deep = format!(r#"{{"snapshots":[{}{}]}}"#, "[".repeat(63), "]".repeat(63));
+        assert_eq!(compact_batch(deep.as_bytes()), None);
+        let fine = format!(r#"{{"snapshots":[{}{}]}}"#, "[".repeat(62), "]".repeat(62));
+        assert!(compact_batch(fine.as_bytes()).is_some());
+    }
+
     const SINGLE: &str = r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5,"per_core":[10,15]},"docker":{"n":1,"c":[{"id":"a"}]},"zfs":null,"disks":[{"mount":"/","used_percent":5}]}"#;
 
     #[test]
@@ -255,14 +343,22 @@ mod tests {
         let single = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5},"zfs":null}"#;
         let escaped_key = br#"{"timestamp":"2026-11-23T14:49:00Z","\u0063pu":{"total_percent":3}}"#;
         let dup_unknown = br#"{"timestamp":"2026-11-23T14:49:00Z","docker":{"n":1},"docker":{"n":2}}"#;
+        // Commas, quotes, brackets and escapes inside strings and nested
+        // values of a compact batch are not its separators.
+        let tricky = br#"{"snapshots":[{"timestamp":"2026-11-23T14:48:00Z","x":"a,\"]},{b\\"},{"timestamp":"2026-11-23T14:49:00Z","docker":[[1,2],{"c":[3,{}]}],"y":"\\\\"}]}"#;
+        assert_eq!(compact_batch(tricky).map(|r| r.len()), Some(2));
+        let compact = compact_batch_text();
         for body in [
             &single[..],
             BATCH.as_bytes(),
+            compact.as_bytes(),
+            &tricky[..],
             SINGLE.as_bytes(),
             &escaped_key[..],
             &dup_unknown[..],
         ] {
-            let direct = parse_direct(body, NOW).expect("a plain body takes the direct path");
+            let direct = parse_direct(body, NOW)
+                .unwrap_or_else(|| panic!("not direct: {}", String::from_utf8_lossy(body)));
             let checked = parse_checked(body, NOW).unwrap();
             assert!(same(&direct, &checked), "{direct:?}\n!=\n{checked:?}");
         }
@@ -321,11 +417,16 @@ mod tests {
             (seed % n as u64) as usize
         };
         let alphabet = b"{}[]\":,0123456789.-eE \\nulltrue\x00\xff";
+        let compact = compact_batch_text();
         let (mut direct_ok, rounds) = (0, 30_000);
         for round in 0..rounds {
-            // Batches, and compact single snapshots (whose text is kept as it is).
-            let base = if round % 3 == 0 { SINGLE } else { BATCH };
-            let mut b = base.as_bytes().to_vec();
+            // Batches (compact ones are split by a scan), and compact single
+            // snapshots (whose text is kept as it is).
+            let mut b = match round % 3 {
+                0 => SINGLE.as_bytes().to_vec(),
+                1 => BATCH.as_bytes().to_vec(),
+                _ => compact.as_bytes().to_vec(),
+            };
             for _ in 0..1 + next(3) {
                 let at = next(b.len());
                 match next(3) {
