@@ -41,10 +41,9 @@ const DIRECT_MAX_DEPTH: usize = 64;
 
 fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     let text = std::str::from_utf8(body).ok()?;
-    // A batch as agents write it: one scan finds its snapshots.
-    if let Some(ranges) = compact_batch(body) {
-        let raws: Vec<&str> = ranges.into_iter().map(|r| &text[r]).collect();
-        return batch(&raws, true, now);
+    // A batch as agents write it: each snapshot is read once, in place.
+    if let Some(snaps) = agent_batch(text) {
+        return batch(snaps, now);
     }
     let compact = shape(body, DIRECT_MAX_DEPTH)?;
     // serde reads a struct from an array too; the checked parser does not.
@@ -63,75 +62,79 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     let Some(raws) = top.snapshots else {
         return single(text, compact, now);
     };
-    let raws: Vec<&str> = raws?.into_iter().map(RawValue::get).collect();
-    batch(&raws, compact, now)
-}
-
-/// The snapshots of a batch, each from its own text; with the newest's
-/// detail JSON (as it is, when the body is compact).
-fn batch(raws: &[&str], compact: bool, now: i64) -> Option<Vec<Item>> {
-    if raws.is_empty() || raws.len() > cairn_wire::MAX_BATCH {
+    let raws = raws?;
+    if raws.len() > cairn_wire::MAX_BATCH {
         return None;
     }
-    let mut items = Vec::with_capacity(raws.len());
-    for raw in raws {
+    let mut snaps = Vec::with_capacity(raws.len());
+    for raw in raws.into_iter().map(RawValue::get) {
         if !raw.starts_with('{') {
             return None;
         }
-        let snap: Snapshot = serde_json::from_str(raw).ok()?;
+        snaps.push((raw, serde_json::from_str(raw).ok()?));
+    }
+    batch(snaps, now)
+}
+
+/// A batch's items from its snapshots (each with its own text); the newest
+/// keeps its detail JSON, as it is when written without blanks.
+fn batch(snaps: Vec<(&str, Snapshot)>, now: i64) -> Option<Vec<Item>> {
+    if snaps.is_empty() || snaps.len() > cairn_wire::MAX_BATCH {
+        return None;
+    }
+    let mut raws = Vec::with_capacity(snaps.len());
+    let mut items = Vec::with_capacity(snaps.len());
+    for (raw, snap) in snaps {
         items.push(to_item(snap, Detail::Skip, "", now).ok()?);
+        raws.push(raw);
     }
     let newest = first_newest(&items)?;
-    items[newest].latest = Some(if compact {
-        raws[newest].to_string()
+    let raw = raws[newest];
+    items[newest].latest = Some(if shape(raw.as_bytes(), DIRECT_MAX_DEPTH)? {
+        raw.to_string()
     } else {
-        serde_json::from_str::<Value>(raws[newest]).ok()?.to_string()
+        serde_json::from_str::<Value>(raw).ok()?.to_string()
     });
     Some(items)
 }
 
-/// What an agent sends when it backfills: `{"snapshots":[` then snapshots
-/// separated by single commas, then `]}`, with no blank outside strings.
-/// Returns the byte range of each entry, found in one scan of the body, or
-/// `None` if the body is anything else (or nests past the direct limit).
+/// What an agent sends when it backfills: `{"snapshots":[`, snapshot
+/// objects separated by single commas, `]}`. Each snapshot is deserialised
+/// straight from the body, and where serde stops reading it, the next byte
+/// must be the comma (or the end of the list). `None` for any other shape,
+/// any error, or more than a batch may hold: the general path decides then.
 ///
-/// Every byte is then checked: the fixed start and end, the commas between
-/// entries (found at the array's own level), and each entry, which serde
-/// reads as one whole JSON value. So a body this accepts is valid JSON with
-/// one key, and no separate syntax pass over the whole body is needed.
-fn compact_batch(body: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
-    const START: &[u8] = b"{\"snapshots\":[";
-    const END: &[u8] = b"]}";
-    let inner = body.strip_prefix(START)?.strip_suffix(END)?;
-    let base = START.len();
-    let mut ranges = Vec::new();
-    let (mut depth, mut from, mut i) = (0usize, 0, 0);
-    while let Some(&b) = inner.get(i) {
-        match CLASS[b as usize] {
-            OTHER if b == b',' && depth == 0 => {
-                ranges.push(base + from..base + i);
-                from = i + 1;
-            }
-            OTHER => {}
-            OPEN => {
-                depth += 1;
-                // The array and the top object are two levels already.
-                if depth + 2 > DIRECT_MAX_DEPTH {
-                    return None;
-                }
-            }
-            // Closing the array (or more) before its end: not this shape.
-            CLOSE => depth = depth.checked_sub(1)?,
-            BLANK => return None,
-            _ => i = string_end(inner, i + 1)?,
+/// Every byte is checked: the fixed start and end, each comma, and each
+/// snapshot, which serde reads as one whole JSON value. So a body this
+/// accepts is valid JSON with one key, and no separate pass over it is
+/// needed. serde bounds the nesting of the fields it knows, not of those it
+/// skips (unknown collectors); a snapshot with more than `DIRECT_MAX_DEPTH`
+/// brackets in all is measured exactly, so a body the checked parser would
+/// refuse for its depth is left to it.
+fn agent_batch(text: &str) -> Option<Vec<(&str, Snapshot)>> {
+    let inner = text.strip_prefix(r#"{"snapshots":["#)?.strip_suffix("]}")?;
+    let mut snaps = Vec::new();
+    let mut from = 0;
+    loop {
+        if snaps.len() == cairn_wire::MAX_BATCH || !inner[from..].starts_with('{') {
+            return None;
         }
-        i += 1;
+        let mut values = serde_json::Deserializer::from_str(&inner[from..]).into_iter::<Snapshot>();
+        let snap = values.next()?.ok()?;
+        let to = from + values.byte_offset();
+        let raw = &inner[from..to];
+        // The array and the top object are two levels already.
+        let limit = DIRECT_MAX_DEPTH - 2;
+        if memchr::memchr2_iter(b'{', b'[', raw.as_bytes()).count() > limit {
+            shape(raw.as_bytes(), limit)?;
+        }
+        snaps.push((raw, snap));
+        match inner.as_bytes().get(to) {
+            None => return Some(snaps),
+            Some(b',') => from = to + 1,
+            Some(_) => return None,
+        }
     }
-    if depth != 0 {
-        return None;
-    }
-    ranges.push(base + from..base + inner.len());
-    Some(ranges)
 }
 
 /// Where the string whose content starts at `i` ends (its closing quote),
@@ -308,32 +311,41 @@ mod tests {
     /// BATCH without its blanks, as agents send it.
     fn compact_batch_text() -> String {
         let text = serde_json::from_str::<Value>(BATCH).unwrap().to_string();
-        assert!(compact_batch(text.as_bytes()).is_some_and(|r| r.len() == 4));
+        assert!(agent_batch(&text).is_some_and(|s| s.len() == 4));
         text
     }
 
     #[test]
-    fn only_a_compact_batch_is_split_by_the_scan() {
-        let ok = br#"{"snapshots":[{"a":"],"},{"b":[1,[2]]}]}"#;
-        let ranges = compact_batch(ok).unwrap();
-        let parts: Vec<&[u8]> = ranges.into_iter().map(|r| &ok[r]).collect();
-        assert_eq!(parts, [&br#"{"a":"],"}"#[..], br#"{"b":[1,[2]]}"#]);
+    fn only_an_agent_shaped_batch_is_read_in_place() {
+        let ok = r#"{"snapshots":[{"a":"],"},{"b":[1,[2]]}]}"#;
+        let raws: Vec<&str> = agent_batch(ok).unwrap().into_iter().map(|(raw, _)| raw).collect();
+        assert_eq!(raws, [r#"{"a":"],"}"#, r#"{"b":[1,[2]]}"#]);
         for other in [
-            &br#"{"snapshots":[{"a":1} ]}"#[..],
-            br#"{"snapshots":[{"a":1}]},"x":[]}"#,
-            br#"{"snapshots":[{"a":1}]}]}"#,
-            br#"{"snapshots":[{"a":[1}]}"#,
-            br#"{"snapshots":[{"a":"1}]}"#,
-            br#"{"x":1,"snapshots":[{"a":1}]}"#,
-            br#" {"snapshots":[{"a":1}]}"#,
+            r#"{"snapshots":[{"a":1} ]}"#,
+            r#"{"snapshots":[{"a":1},]}"#,
+            r#"{"snapshots":[{"a":1},,{"a":2}]}"#,
+            r#"{"snapshots":[]}"#,
+            r#"{"snapshots":[[1]]}"#,
+            r#"{"snapshots":[{"a":1}]},"x":[]}"#,
+            r#"{"snapshots":[{"a":1}]}]}"#,
+            r#"{"snapshots":[{"a":[1}]}"#,
+            r#"{"snapshots":[{"a":"1}]}"#,
+            r#"{"x":1,"snapshots":[{"a":1}]}"#,
+            r#" {"snapshots":[{"a":1}]}"#,
         ] {
-            assert_eq!(compact_batch(other), None, "{}", String::from_utf8_lossy(other));
+            assert!(agent_batch(other).is_none(), "{other}");
         }
-        // Too deep for the direct path.
-        let deep = format!(r#"{{"snapshots":[{}{}]}}"#, "[".repeat(63), "]".repeat(63));
-        assert_eq!(compact_batch(deep.as_bytes()), None);
-        let fine = format!(r#"{{"snapshots":[{}{}]}}"#, "[".repeat(62), "]".repeat(62));
-        assert!(compact_batch(fine.as_bytes()).is_some());
+        // Nesting: the body's 64 levels allow 62 inside a snapshot, also
+        // when serde skips them (an unknown key).
+        let nested = |k: usize| format!(r#"{{"snapshots":[{{"x":{}{}}}]}}"#, "[".repeat(k), "]".repeat(k));
+        assert!(agent_batch(&nested(61)).is_some());
+        assert!(agent_batch(&nested(62)).is_none());
+        // Many brackets but shallow (a NAS with 70 mounts) is fine.
+        let disks = vec![r#"{"mount":"/m"}"#; 70].join(",");
+        let many = format!(r#"{{"snapshots":[{{"disks":[{disks}]}}]}}"#);
+        assert!(agent_batch(&many).is_some());
+        let full = vec![r#"{"a":1}"#; cairn_wire::MAX_BATCH + 1].join(",");
+        assert!(agent_batch(&format!(r#"{{"snapshots":[{full}]}}"#)).is_none());
     }
 
     const SINGLE: &str = r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5,"per_core":[10,15]},"docker":{"n":1,"c":[{"id":"a"}]},"zfs":null,"disks":[{"mount":"/","used_percent":5}]}"#;
@@ -346,7 +358,13 @@ mod tests {
         // Commas, quotes, brackets and escapes inside strings and nested
         // values of a compact batch are not its separators.
         let tricky = br#"{"snapshots":[{"timestamp":"2026-11-23T14:48:00Z","x":"a,\"]},{b\\"},{"timestamp":"2026-11-23T14:49:00Z","docker":[[1,2],{"c":[3,{}]}],"y":"\\\\"}]}"#;
-        assert_eq!(compact_batch(tricky).map(|r| r.len()), Some(2));
+        assert_eq!(
+            std::str::from_utf8(tricky)
+                .ok()
+                .and_then(agent_batch)
+                .map(|s| s.len()),
+            Some(2)
+        );
         let compact = compact_batch_text();
         for body in [
             &single[..],
@@ -380,7 +398,14 @@ mod tests {
             "[".repeat(100),
             "]".repeat(100)
         );
+        // Too deep where serde skips (an unknown key of an older snapshot).
+        let deep_skipped = format!(
+            r#"{{"snapshots":[{{"timestamp":"2026-11-23T14:48:00Z","x":{}1{}}},{{"timestamp":"2026-11-23T14:49:00Z"}}]}}"#,
+            "[".repeat(130),
+            "]".repeat(130)
+        );
         let cases = [
+            deep_skipped,
             // A duplicate key: the tree keeps the last value.
             r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":1},"cpu":{"total_percent":2}}"#
                 .to_string(),
@@ -401,7 +426,8 @@ mod tests {
             );
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "{body}");
         }
-        let dup = parse_native(cases[0].as_bytes(), NOW).unwrap();
+        assert!(parse_checked(cases[0].as_bytes(), NOW).is_err());
+        let dup = parse_native(cases[1].as_bytes(), NOW).unwrap();
         assert_eq!(dup[0].sample.values[0], Some(2.0));
     }
 
