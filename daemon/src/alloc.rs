@@ -10,6 +10,21 @@
 //! in dlmalloc's heap, where they pack well.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::{Mutex, MutexGuard};
+
+/// The heap of small blocks, behind std's futex mutex rather than the
+/// `dlmalloc::GlobalDlmalloc` one, a `pthread_mutex_t`: in the static builds
+/// that is zig libc's, and under an ingest backfill the parse threads spent
+/// over half their time locking and unlocking it (docs/BENCHMARKS.md §1).
+/// std's takes one atomic operation when free and spins briefly before it
+/// sleeps. It never allocates, so the allocator may use it.
+static HEAP: Mutex<dlmalloc::Dlmalloc> = Mutex::new(dlmalloc::Dlmalloc::new());
+
+fn heap() -> MutexGuard<'static, dlmalloc::Dlmalloc> {
+    // Nothing panics while holding it; if something did, the heap is as
+    // consistent as dlmalloc left it.
+    HEAP.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// From this size a block gets its own mapping.
 pub const BIG: usize = 128 * 1024;
@@ -43,7 +58,7 @@ unsafe impl GlobalAlloc for CairnAlloc {
         if is_big(l.size(), l.align()) {
             map(l.size())
         } else {
-            dlmalloc::GlobalDlmalloc.alloc(l)
+            heap().malloc(l.size(), l.align())
         }
     }
 
@@ -51,7 +66,7 @@ unsafe impl GlobalAlloc for CairnAlloc {
         if is_big(l.size(), l.align()) {
             map(l.size()) // fresh anonymous pages are zero
         } else {
-            dlmalloc::GlobalDlmalloc.alloc_zeroed(l)
+            heap().calloc(l.size(), l.align())
         }
     }
 
@@ -59,13 +74,13 @@ unsafe impl GlobalAlloc for CairnAlloc {
         if is_big(l.size(), l.align()) {
             libc::munmap(p.cast(), l.size());
         } else {
-            dlmalloc::GlobalDlmalloc.dealloc(p, l)
+            heap().free(p, l.size(), l.align())
         }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         match (is_big(l.size(), l.align()), is_big(new_size, l.align())) {
-            (false, false) => dlmalloc::GlobalDlmalloc.realloc(p, l, new_size),
+            (false, false) => heap().realloc(p, l.size(), l.align(), new_size),
             (true, true) => {
                 let q = libc::mremap(p.cast(), l.size(), new_size, libc::MREMAP_MAYMOVE);
                 if q == libc::MAP_FAILED {

@@ -523,11 +523,19 @@ pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result
     }
     validate::snapshot(&snap, prefix)?;
     let sample = sample_of(ts, &snap);
+    let latest = match detail {
+        Detail::Json(v) => Some(v.to_string()),
+        Detail::Text(t) => Some(t),
+        Detail::Modelled => serde_json::to_string(&snap).ok(),
+        Detail::Skip => None,
+    };
+    // The snapshot is spent: its strings move into the item (in the static
+    // builds every allocation takes the heap's one lock).
     let disks = snap
         .disks
-        .iter()
+        .into_iter()
         .map(|d| DiskSample {
-            mount: d.mount.clone(),
+            mount: d.mount,
             used_percent: d.used_percent,
             used_bytes: d.used_bytes,
             total_bytes: d.total_bytes,
@@ -535,30 +543,20 @@ pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result
         .collect();
     let nets = snap
         .net
-        .iter()
+        .into_iter()
         .map(|n| NetSample {
-            interface: n.interface.clone(),
+            interface: n.interface,
             rx: n.rx_bytes_per_s,
             tx: n.tx_bytes_per_s,
         })
         .collect();
-    let latest = match detail {
-        Detail::Json(v) => Some(v.to_string()),
-        Detail::Text(t) => Some(t),
-        Detail::Modelled => serde_json::to_string(&snap).ok(),
-        Detail::Skip => None,
-    };
     Ok(Item {
         ts,
         sample,
         disks,
         nets,
         latest,
-        system: (
-            snap.system.os.clone(),
-            snap.system.arch.clone(),
-            snap.system.agent_version.clone(),
-        ),
+        system: (snap.system.os, snap.system.arch, snap.system.agent_version),
         cores: snap.cpu.count,
     })
 }
