@@ -8,6 +8,11 @@
 //!   t0 + k s, t0 just ahead of the rollup watermark, as live agents are);
 //! - batch: 50 snapshots per request, 30 s apart in the past (backfill).
 //!
+//! Each client builds its request bodies before the clock starts (up to
+//! `PREBUILT_BYTES` for all clients, then on the fly): the load generator
+//! shares the machine's two cores with the daemon, and serialising a body
+//! cost it about as much CPU as parsing it costs the daemon.
+//!
 //! Both run twice: with the default configuration (commits spaced at least
 //! `commit_window_ms` = 1000 ms apart) and with CAIRN_COMMIT_WINDOW_MS=0
 //! (commits back to back), which shows what the machinery itself can take.

@@ -53,10 +53,6 @@ struct Pending {
 /// keep ~330 waiting.
 pub const COMMIT_AT_WAITING: usize = 128;
 
-/// Commits stored but not yet fsynced, at most: the next commit is stored
-/// while the previous one's fsync runs, and the one after waits for it.
-pub const COMMITS_IN_FLIGHT: usize = 2;
-
 /// `cairn_wire::COMMIT_WITHIN_HEADER` as `HttpRequest::header` looks it up.
 pub const COMMIT_WITHIN_HEADER: &str = "cairn-commit-within";
 
@@ -179,7 +175,7 @@ pub fn commit_due(
 pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
     let wal = shared.borrow().store.wal_file().map(|p| p.to_path_buf());
     let (acks, unsynced) = async_channel::unbounded();
-    let turn = std::sync::Arc::new(smol::lock::Semaphore::new(COMMITS_IN_FLIGHT));
+    let turn = std::sync::Arc::new(smol::lock::Semaphore::new(1));
     let sync = move || match &wal {
         Some(path) => sync_file(path),
         None => Ok(()),

@@ -42,8 +42,8 @@ const DIRECT_MAX_DEPTH: usize = 64;
 fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     let text = std::str::from_utf8(body).ok()?;
     // A batch as agents write it: each snapshot is read once, in place.
-    if let Some(snaps) = agent_batch(text) {
-        return batch(snaps, now);
+    if let Some((raws, items)) = agent_batch(text, now) {
+        return with_newest_detail(&raws, items);
     }
     let compact = shape(body, DIRECT_MAX_DEPTH)?;
     // serde reads a struct from an array too; the checked parser does not.
@@ -62,31 +62,32 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
     let Some(raws) = top.snapshots else {
         return single(text, compact, now);
     };
-    let raws = raws?;
+    let raws: Vec<&str> = raws?.into_iter().map(RawValue::get).collect();
     if raws.len() > cairn_wire::MAX_BATCH {
         return None;
     }
-    let mut snaps = Vec::with_capacity(raws.len());
-    for raw in raws.into_iter().map(RawValue::get) {
+    let mut items = Vec::with_capacity(raws.len());
+    for raw in &raws {
         if !raw.starts_with('{') {
             return None;
         }
-        snaps.push((raw, serde_json::from_str(raw).ok()?));
+        items.push(item(serde_json::from_str(raw).ok()?, now)?);
     }
-    batch(snaps, now)
+    with_newest_detail(&raws, items)
 }
 
-/// A batch's items from its snapshots (each with its own text); the newest
-/// keeps its detail JSON, as it is when written without blanks.
-fn batch(snaps: Vec<(&str, Snapshot)>, now: i64) -> Option<Vec<Item>> {
-    if snaps.is_empty() || snaps.len() > cairn_wire::MAX_BATCH {
+/// An older snapshot of a batch as an item. Each snapshot becomes its item
+/// as soon as it is read: a batch of 500 whole snapshots alive at once
+/// spread the heap, and the items kept it from shrinking (docs/BENCHMARKS.md §2).
+fn item(snap: Snapshot, now: i64) -> Option<Item> {
+    to_item(snap, Detail::Skip, "", now).ok()
+}
+
+/// A batch's items, the newest keeping its detail JSON (its own text, as it
+/// is when written without blanks); `raws[i]` is item i's text.
+fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> {
+    if items.is_empty() || items.len() > cairn_wire::MAX_BATCH {
         return None;
-    }
-    let mut raws = Vec::with_capacity(snaps.len());
-    let mut items = Vec::with_capacity(snaps.len());
-    for (raw, snap) in snaps {
-        items.push(to_item(snap, Detail::Skip, "", now).ok()?);
-        raws.push(raw);
     }
     let newest = first_newest(&items)?;
     let raw = raws[newest];
@@ -103,6 +104,7 @@ fn batch(snaps: Vec<(&str, Snapshot)>, now: i64) -> Option<Vec<Item>> {
 /// straight from the body, and where serde stops reading it, the next byte
 /// must be the comma (or the end of the list). `None` for any other shape,
 /// any error, or more than a batch may hold: the general path decides then.
+/// Returns each snapshot's text and the items.
 ///
 /// Every byte is checked: the fixed start and end, each comma, and each
 /// snapshot, which serde reads as one whole JSON value. So a body this
@@ -111,12 +113,12 @@ fn batch(snaps: Vec<(&str, Snapshot)>, now: i64) -> Option<Vec<Item>> {
 /// skips (unknown collectors); a snapshot with more than `DIRECT_MAX_DEPTH`
 /// brackets in all is measured exactly, so a body the checked parser would
 /// refuse for its depth is left to it.
-fn agent_batch(text: &str) -> Option<Vec<(&str, Snapshot)>> {
+fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
     let inner = text.strip_prefix(r#"{"snapshots":["#)?.strip_suffix("]}")?;
-    let mut snaps = Vec::new();
+    let (mut raws, mut items) = (Vec::new(), Vec::new());
     let mut from = 0;
     loop {
-        if snaps.len() == cairn_wire::MAX_BATCH || !inner[from..].starts_with('{') {
+        if raws.len() == cairn_wire::MAX_BATCH || !inner[from..].starts_with('{') {
             return None;
         }
         let mut values = serde_json::Deserializer::from_str(&inner[from..]).into_iter::<Snapshot>();
@@ -128,9 +130,10 @@ fn agent_batch(text: &str) -> Option<Vec<(&str, Snapshot)>> {
         if memchr::memchr2_iter(b'{', b'[', raw.as_bytes()).count() > limit {
             shape(raw.as_bytes(), limit)?;
         }
-        snaps.push((raw, snap));
+        items.push(item(snap, now)?);
+        raws.push(raw);
         match inner.as_bytes().get(to) {
-            None => return Some(snaps),
+            None => return Some((raws, items)),
             Some(b',') => from = to + 1,
             Some(_) => return None,
         }
@@ -311,41 +314,57 @@ mod tests {
     /// BATCH without its blanks, as agents send it.
     fn compact_batch_text() -> String {
         let text = serde_json::from_str::<Value>(BATCH).unwrap().to_string();
-        assert!(agent_batch(&text).is_some_and(|s| s.len() == 4));
+        assert!(agent_batch(&text, NOW).is_some_and(|(r, _)| r.len() == 4));
         text
     }
 
     #[test]
     fn only_an_agent_shaped_batch_is_read_in_place() {
-        let ok = r#"{"snapshots":[{"a":"],"},{"b":[1,[2]]}]}"#;
-        let raws: Vec<&str> = agent_batch(ok).unwrap().into_iter().map(|(raw, _)| raw).collect();
-        assert_eq!(raws, [r#"{"a":"],"}"#, r#"{"b":[1,[2]]}"#]);
+        // Snapshots that differ only in what follows their timestamp.
+        let batch = |entries: &[&str]| {
+            let list: Vec<String> = entries
+                .iter()
+                .map(|e| match e.strip_prefix('{') {
+                    Some(rest) => format!(r#"{{"timestamp":"2026-11-23T14:48:00Z",{rest}"#),
+                    None => e.to_string(),
+                })
+                .collect();
+            format!(r#"{{"snapshots":[{}]}}"#, list.join(","))
+        };
+        let ok = batch(&[r#"{"a":"],"}"#, r#"{"b":[1,[2]]}"#]);
+        let (raws, items) = agent_batch(&ok, NOW).unwrap();
+        assert_eq!(raws.len(), 2);
+        assert!(raws[0].ends_with(r#","a":"],"}"#) && raws[1].ends_with(r#","b":[1,[2]]}"#));
+        assert_eq!(items.len(), 2);
+        let one = batch(&[r#"{"a":1}"#]);
+        let inner = &one[r#"{"snapshots":["#.len()..one.len() - 2];
         for other in [
-            r#"{"snapshots":[{"a":1} ]}"#,
-            r#"{"snapshots":[{"a":1},]}"#,
-            r#"{"snapshots":[{"a":1},,{"a":2}]}"#,
-            r#"{"snapshots":[]}"#,
-            r#"{"snapshots":[[1]]}"#,
-            r#"{"snapshots":[{"a":1}]},"x":[]}"#,
-            r#"{"snapshots":[{"a":1}]}]}"#,
-            r#"{"snapshots":[{"a":[1}]}"#,
-            r#"{"snapshots":[{"a":"1}]}"#,
-            r#"{"x":1,"snapshots":[{"a":1}]}"#,
-            r#" {"snapshots":[{"a":1}]}"#,
+            format!(r#"{{"snapshots":[{inner} ]}}"#),
+            format!(r#"{{"snapshots":[{inner},]}}"#),
+            format!(r#"{{"snapshots":[{inner},,{inner}]}}"#),
+            r#"{"snapshots":[]}"#.to_string(),
+            format!(r#"{{"snapshots":[[{inner}]]}}"#),
+            format!(r#"{{"snapshots":[{inner}]}},"x":[]}}"#),
+            format!(r#"{{"snapshots":[{inner}]}}]}}"#),
+            batch(&[r#"{"a":[1}"#]),
+            batch(&[r#"{"a":"1}"#]),
+            format!(r#"{{"x":1,"snapshots":[{inner}]}}"#),
+            format!(r#" {{"snapshots":[{inner}]}}"#),
         ] {
-            assert!(agent_batch(other).is_none(), "{other}");
+            assert!(agent_batch(&other, NOW).is_none(), "{other}");
         }
         // Nesting: the body's 64 levels allow 62 inside a snapshot, also
         // when serde skips them (an unknown key).
-        let nested = |k: usize| format!(r#"{{"snapshots":[{{"x":{}{}}}]}}"#, "[".repeat(k), "]".repeat(k));
-        assert!(agent_batch(&nested(61)).is_some());
-        assert!(agent_batch(&nested(62)).is_none());
+        let nested = |k: usize| batch(&[&format!(r#"{{"x":{}{}}}"#, "[".repeat(k), "]".repeat(k))]);
+        assert!(agent_batch(&nested(61), NOW).is_some());
+        assert!(agent_batch(&nested(62), NOW).is_none());
         // Many brackets but shallow (a NAS with 70 mounts) is fine.
         let disks = vec![r#"{"mount":"/m"}"#; 70].join(",");
-        let many = format!(r#"{{"snapshots":[{{"disks":[{disks}]}}]}}"#);
-        assert!(agent_batch(&many).is_some());
-        let full = vec![r#"{"a":1}"#; cairn_wire::MAX_BATCH + 1].join(",");
-        assert!(agent_batch(&format!(r#"{{"snapshots":[{full}]}}"#)).is_none());
+        assert!(agent_batch(&batch(&[&format!(r#"{{"disks":[{disks}]}}"#)]), NOW).is_some());
+        let full = vec![r#"{"a":1}"#; cairn_wire::MAX_BATCH + 1];
+        assert!(agent_batch(&batch(&full), NOW).is_none());
+        let most = vec![r#"{"a":1}"#; cairn_wire::MAX_BATCH];
+        assert!(agent_batch(&batch(&most), NOW).is_some());
     }
 
     const SINGLE: &str = r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5,"per_core":[10,15]},"docker":{"n":1,"c":[{"id":"a"}]},"zfs":null,"disks":[{"mount":"/","used_percent":5}]}"#;
@@ -361,8 +380,8 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(tricky)
                 .ok()
-                .and_then(agent_batch)
-                .map(|s| s.len()),
+                .and_then(|t| agent_batch(t, NOW))
+                .map(|(raws, _)| raws.len()),
             Some(2)
         );
         let compact = compact_batch_text();
