@@ -80,7 +80,6 @@ pub fn drive(
         for (i, (_, token)) in agents.iter().enumerate() {
             let (barrier, acked, errors, first_error, results, url, body) =
                 (&barrier, &acked, &errors, &first_error, &results, &url, &body);
-            let n_agents = n_agents;
             s.spawn(move || {
                 let http = Http::new(url);
                 let mut lat = Vec::with_capacity(max_per_node);
