@@ -77,8 +77,7 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
 }
 
 /// An older snapshot of a batch as an item. Each snapshot becomes its item
-/// as soon as it is read: a batch of 500 whole snapshots alive at once
-/// spread the heap, and the items kept it from shrinking (docs/BENCHMARKS.md §2).
+/// as soon as it is read, so only one whole snapshot is alive at a time.
 fn item(snap: Snapshot, now: i64) -> Option<Item> {
     to_item(snap, Detail::Skip, "", now).ok()
 }
@@ -86,9 +85,7 @@ fn item(snap: Snapshot, now: i64) -> Option<Item> {
 /// A batch's items, the newest keeping its detail JSON (its own text, as it
 /// is when written without blanks); `raws[i]` is item i's text.
 fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> {
-    if items.is_empty() || items.len() > cairn_wire::MAX_BATCH {
-        return None;
-    }
+    // Both callers hold a batch to `MAX_BATCH`; `first_newest` refuses an empty one.
     let newest = first_newest(&items)?;
     let raw = raws[newest];
     items[newest].latest = Some(if shape(raw.as_bytes(), DIRECT_MAX_DEPTH)? {
@@ -115,12 +112,10 @@ fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> 
 /// refuse for its depth is left to it.
 fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
     let inner = text.strip_prefix(r#"{"snapshots":["#)?.strip_suffix("]}")?;
-    // Sized once, never grown: a 500-snapshot batch's items take ~170 KB,
-    // and doubling up to that left freed blocks of 20-90 KB across the heap
-    // for long-lived ones to settle in (the RSS after a backfill rose by a
-    // third, docs/BENCHMARKS.md §2). No snapshot is shorter than 37 bytes
-    // (its timestamp and a comma); a block this size gets its own mapping,
-    // whose untouched pages cost nothing.
+    // Sized once, never grown, so a big batch's items (~170 KB for 500)
+    // never pass through the heap in doubling steps. No snapshot is shorter
+    // than 37 bytes (its timestamp and a comma); a block this size gets its
+    // own mapping, whose untouched pages cost nothing.
     let most = cairn_wire::MAX_BATCH.min(inner.len() / 37 + 1);
     let (mut raws, mut items) = (Vec::with_capacity(most), Vec::with_capacity(most));
     let mut from = 0;
