@@ -8,8 +8,13 @@
 //! mapping of their own, unmapped on free, as glibc's malloc does above its
 //! mmap threshold; growing one is an `mremap`, not a copy. Small blocks stay
 //! in dlmalloc's heap, where they pack well.
+//!
+//! The threads that allocate most (the executor and the body parsers) keep
+//! a few small free blocks of their own ([`ThreadCache`]), so that they take
+//! the heap's lock once per `MOVE` blocks rather than once per block.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::cell::UnsafeCell;
 use std::sync::{Mutex, MutexGuard};
 
 /// The heap of small blocks, behind std's futex mutex rather than the
@@ -57,6 +62,8 @@ unsafe impl GlobalAlloc for CairnAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if is_big(l.size(), l.align()) {
             map(l.size())
+        } else if let Some(class) = class_of(l) {
+            small_alloc(class)
         } else {
             heap().malloc(l.size(), l.align())
         }
@@ -65,6 +72,12 @@ unsafe impl GlobalAlloc for CairnAlloc {
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         if is_big(l.size(), l.align()) {
             map(l.size()) // fresh anonymous pages are zero
+        } else if let Some(class) = class_of(l) {
+            let p = small_alloc(class);
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0, class_size(class));
+            }
+            p
         } else {
             heap().calloc(l.size(), l.align())
         }
@@ -73,14 +86,24 @@ unsafe impl GlobalAlloc for CairnAlloc {
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         if is_big(l.size(), l.align()) {
             libc::munmap(p.cast(), l.size());
+        } else if let Some(class) = class_of(l) {
+            small_free(p, class)
         } else {
             heap().free(p, l.size(), l.align())
         }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size` with this alignment is a valid size.
+        let new = Layout::from_size_align_unchecked(new_size, l.align());
+        let (old_class, new_class) = (class_of(l), class_of(new));
+        if old_class.is_some() && old_class == new_class {
+            return p; // the block already has its class's size
+        }
         match (is_big(l.size(), l.align()), is_big(new_size, l.align())) {
-            (false, false) => heap().realloc(p, l.size(), l.align(), new_size),
+            (false, false) if old_class.is_none() && new_class.is_none() => {
+                heap().realloc(p, l.size(), l.align(), new_size)
+            }
             (true, true) => {
                 let q = libc::mremap(p.cast(), l.size(), new_size, libc::MREMAP_MAYMOVE);
                 if q == libc::MAP_FAILED {
@@ -89,11 +112,10 @@ unsafe impl GlobalAlloc for CairnAlloc {
                     q.cast()
                 }
             }
-            // Across the threshold: a new block, the bytes both hold, the old one freed.
+            // Across a threshold, or into or out of a class (whose blocks
+            // must have exactly the class's size): a new block, the bytes
+            // both hold, the old one freed.
             _ => {
-                let Ok(new) = Layout::from_size_align(new_size, l.align()) else {
-                    return std::ptr::null_mut();
-                };
                 let q = self.alloc(new);
                 if !q.is_null() {
                     std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size));
@@ -102,6 +124,191 @@ unsafe impl GlobalAlloc for CairnAlloc {
                 q
             }
         }
+    }
+}
+
+/// Blocks of up to this many bytes have a size class and may be cached.
+const CACHED_MAX: usize = 256;
+
+/// The step between classes: dlmalloc's own alignment, two words.
+const GRAIN: usize = 2 * std::mem::size_of::<usize>();
+
+const CLASSES: usize = CACHED_MAX / GRAIN;
+
+/// Blocks of one class a thread keeps at most. With `MOVE` this bounds a
+/// thread's cache at 32 × (16 + 32 + … + 256) B = 68 KiB on 64-bit targets.
+const KEEP: usize = 32;
+
+/// Blocks taken from, or given back to, the heap under one lock.
+const MOVE: usize = 16;
+
+/// The class of a block of this layout, if it is small enough for one.
+/// Every block of a class is allocated at the class's size, whichever thread
+/// asks, so that any thread's cache may hand it out again for any request of
+/// that class: dlmalloc would otherwise give a 20-byte request 24 usable bytes.
+fn class_of(l: Layout) -> Option<usize> {
+    (l.size() <= CACHED_MAX && l.align() <= GRAIN).then(|| l.size().max(1).div_ceil(GRAIN) - 1)
+}
+
+fn class_size(class: usize) -> usize {
+    (class + 1) * GRAIN
+}
+
+/// One thread's free small blocks: a list per class, linked through each
+/// block's first word.
+struct Cache {
+    on: bool,
+    heads: [*mut u8; CLASSES],
+    counts: [u16; CLASSES],
+}
+
+impl Cache {
+    unsafe fn push(&mut self, class: usize, p: *mut u8) {
+        p.cast::<*mut u8>().write(self.heads[class]);
+        self.heads[class] = p;
+        self.counts[class] += 1;
+    }
+
+    /// Null when the class's list is empty.
+    unsafe fn pop(&mut self, class: usize) -> *mut u8 {
+        let p = self.heads[class];
+        if !p.is_null() {
+            self.heads[class] = p.cast::<*mut u8>().read();
+            self.counts[class] -= 1;
+        }
+        p
+    }
+}
+
+thread_local! {
+    // `const` and without a destructor: using it never allocates, which an
+    // allocator must not do.
+    static CACHE: UnsafeCell<Cache> = const {
+        UnsafeCell::new(Cache {
+            on: false,
+            heads: [std::ptr::null_mut(); CLASSES],
+            counts: [0; CLASSES],
+        })
+    };
+}
+
+/// Runs `f` on this thread's cache if the thread has one turned on. The
+/// allocator never re-enters itself on one thread, so `f` has it alone.
+unsafe fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> Option<R> {
+    CACHE
+        .try_with(|c| {
+            let c = &mut *c.get();
+            c.on.then(|| f(c))
+        })
+        .ok()
+        .flatten()
+}
+
+unsafe fn small_alloc(class: usize) -> *mut u8 {
+    let size = class_size(class);
+    let cached = with_cache(|c| {
+        if c.counts[class] == 0 {
+            let mut heap = heap();
+            for _ in 0..MOVE {
+                let p = heap.malloc(size, GRAIN);
+                if p.is_null() {
+                    break;
+                }
+                c.push(class, p);
+            }
+        }
+        c.pop(class)
+    });
+    cached.unwrap_or_else(|| heap().malloc(size, GRAIN))
+}
+
+unsafe fn small_free(p: *mut u8, class: usize) {
+    let size = class_size(class);
+    let kept = with_cache(|c| {
+        if usize::from(c.counts[class]) >= KEEP {
+            let mut heap = heap();
+            for _ in 0..MOVE {
+                heap.free(c.pop(class), size, GRAIN);
+            }
+        }
+        c.push(class, p);
+    });
+    if kept.is_none() {
+        heap().free(p, size, GRAIN)
+    }
+}
+
+/// While it lives, this thread keeps small free blocks of its own (at most
+/// 68 KiB) instead of locking the heap for each one. For the few long-lived
+/// threads that allocate most: under a backfill the two body parsers and the
+/// executor took the one heap lock for every block, and queued on it
+/// (docs/BENCHMARKS.md §1). Dropping it gives the blocks back, and so does
+/// [`flush_thread_cache`] whenever the thread is about to idle. One per
+/// thread at a time.
+pub struct ThreadCache {
+    // Tied to the thread whose cache it turned on.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl ThreadCache {
+    pub fn start() -> ThreadCache {
+        // SAFETY: the cache is this thread's own, and no allocation is under way.
+        unsafe {
+            let _ = CACHE.try_with(|c| (*c.get()).on = true);
+        }
+        ThreadCache {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        flush_thread_cache();
+        // SAFETY: as in `start`.
+        unsafe {
+            let _ = CACHE.try_with(|c| (*c.get()).on = false);
+        }
+    }
+}
+
+/// Free space kept at the heap's top by [`release_idle_memory`], so that
+/// the next burst does not begin by mapping a new segment.
+const IDLE_TOP_PAD: usize = 128 * 1024;
+
+/// For a thread about to idle: gives back its cached blocks, and the free
+/// space at the heap's top beyond `IDLE_TOP_PAD` to the system. dlmalloc
+/// trims its top by itself only past 2 MiB, which in a daemon that idles
+/// at 15–19 MiB is resident memory nobody uses (docs/BENCHMARKS.md §2).
+pub fn release_idle_memory() {
+    flush_thread_cache();
+    // SAFETY: trimming takes only free space from the heap.
+    unsafe {
+        heap().trim(IDLE_TOP_PAD);
+    }
+}
+
+/// Gives this thread's cached blocks back to the heap, for a thread about
+/// to wait: the blocks are of no use to anyone while it sleeps, and a heap
+/// that has them back can reuse or release their pages.
+pub fn flush_thread_cache() {
+    // SAFETY: every cached block came from the heap at its class's size.
+    unsafe {
+        let _ = with_cache(|c| {
+            if c.counts.iter().all(|&n| n == 0) {
+                return;
+            }
+            let mut heap = heap();
+            for class in 0..CLASSES {
+                loop {
+                    let p = c.pop(class);
+                    if p.is_null() {
+                        break;
+                    }
+                    heap.free(p, class_size(class), GRAIN);
+                }
+            }
+        });
     }
 }
 
@@ -153,5 +360,94 @@ mod tests {
             // 64 MiB = 16384 pages of 4 KiB; other test threads may allocate meanwhile.
             assert!(touched - resident() > 8_000, "{touched} -> {}", resident());
         }
+    }
+
+    /// Blocks allocated on threads with caches and freed on others, and the
+    /// reverse, of every small size and across the class boundary by
+    /// realloc: every block keeps its bytes while another thread uses
+    /// blocks of the same class.
+    #[test]
+    fn cached_blocks_keep_their_bytes_across_threads() {
+        struct Block(*mut u8, Layout);
+        unsafe impl Send for Block {}
+        let fill = |b: &Block, tag: u8| unsafe {
+            std::ptr::write_bytes(b.0, tag, b.1.size());
+        };
+        let check = |b: &Block, tag: u8| unsafe {
+            assert!((0..b.1.size()).all(|i| *b.0.add(i) == tag), "size {}", b.1.size());
+        };
+        let (to_freer, freer_gets) = std::sync::mpsc::channel::<(Block, u8)>();
+        let freer = std::thread::spawn(move || {
+            let _cache = ThreadCache::start();
+            let mut mine = Vec::new();
+            for (b, tag) in freer_gets {
+                check(&b, tag);
+                unsafe { CairnAlloc.dealloc(b.0, b.1) };
+                // Its own blocks meanwhile, from the blocks just freed.
+                let l = Layout::from_size_align(1 + mine.len() % CACHED_MAX, 8).unwrap();
+                let own = Block(unsafe { CairnAlloc.alloc(l) }, l);
+                fill(&own, 0xEE);
+                mine.push(own);
+            }
+            for b in mine {
+                check(&b, 0xEE);
+                unsafe { CairnAlloc.dealloc(b.0, b.1) };
+            }
+        });
+        let _cache = ThreadCache::start();
+        let mut live = Vec::new();
+        for i in 0..20_000usize {
+            let size = 1 + (i * 7919) % (CACHED_MAX + 64);
+            let l = Layout::from_size_align(size, 1 << (i % 5)).unwrap();
+            let b = Block(unsafe { CairnAlloc.alloc(l) }, l);
+            assert!(!b.0.is_null());
+            assert_eq!(b.0 as usize % l.align(), 0);
+            let tag = (i % 251) as u8;
+            fill(&b, tag);
+            live.push((b, tag));
+            if i % 3 == 0 {
+                // Grow or shrink one, into or out of its class.
+                let (b, tag) = live.swap_remove(i % live.len());
+                let new_size = 1 + (i * 104_729) % (2 * CACHED_MAX);
+                let q = unsafe { CairnAlloc.realloc(b.0, b.1, new_size) };
+                let nl = Layout::from_size_align(new_size, b.1.align()).unwrap();
+                let kept = b.1.size().min(new_size);
+                assert!((0..kept).all(|j| unsafe { *q.add(j) } == tag));
+                let b = Block(q, nl);
+                fill(&b, tag);
+                live.push((b, tag));
+            }
+            if live.len() > 300 {
+                let (b, tag) = live.swap_remove(i % live.len());
+                if i % 2 == 0 {
+                    to_freer.send((b, tag)).unwrap();
+                } else {
+                    check(&b, tag);
+                    unsafe { CairnAlloc.dealloc(b.0, b.1) };
+                }
+            }
+        }
+        for (b, tag) in live {
+            to_freer.send((b, tag)).unwrap();
+        }
+        drop(to_freer);
+        freer.join().unwrap();
+    }
+
+    #[test]
+    fn a_block_takes_the_whole_of_its_class() {
+        assert_eq!(class_of(Layout::from_size_align(1, 1).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(GRAIN, 8).unwrap()), Some(0));
+        assert_eq!(class_of(Layout::from_size_align(GRAIN + 1, 8).unwrap()), Some(1));
+        assert_eq!(
+            class_of(Layout::from_size_align(CACHED_MAX, 8).unwrap()),
+            Some(CLASSES - 1)
+        );
+        assert_eq!(
+            class_of(Layout::from_size_align(CACHED_MAX + 1, 8).unwrap()),
+            None
+        );
+        assert_eq!(class_of(Layout::from_size_align(64, 2 * GRAIN).unwrap()), None);
+        assert_eq!(class_size(CLASSES - 1), CACHED_MAX);
     }
 }

@@ -159,6 +159,8 @@ pub fn run(args: Serve) -> Result<(), String> {
         schedule,
     }));
 
+    // The executor allocates for every stored row (docs/BENCHMARKS.md §1).
+    let _cache = crate::alloc::ThreadCache::start();
     let ex = LocalExecutor::new();
     smol::block_on(ex.run(async {
         ex.spawn(crate::engine::ingest::committer(shared.clone(), wake))

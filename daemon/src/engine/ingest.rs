@@ -166,8 +166,8 @@ pub fn commit_due(
 /// after the commit.
 ///
 /// The commit's fsync runs on another thread: SQLite writes the WAL
-/// (synchronous=NORMAL for these commits) and `acknowledge` fsyncs it before
-/// answering anyone, so the executor builds the next commit, and serves
+/// (synchronous=NORMAL for these commits), the blocking pool fsyncs it at
+/// once, and `acknowledge` answers nobody before that returns, so the executor builds the next commit, and serves
 /// every other request, while the disk works. On an SD card an fsync can take
 /// tens of milliseconds; it used to stall the whole API that long, once a
 /// commit. The next commit still waits for the fsync (its turn), so that
@@ -180,18 +180,19 @@ pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
         Some(path) => sync_file(path),
         None => Ok(()),
     };
-    smol::future::zip(commit_loop(shared, wake, acks, turn), acknowledge(unsynced, sync)).await;
+    smol::future::zip(commit_loop(shared, wake, acks, turn, sync), acknowledge(unsynced)).await;
 }
 
 /// Each request's outcome, and (request, item) for each item that became
 /// its node's latest.
 type Committed = (Vec<Outcome>, Vec<(usize, usize)>);
 
-/// One commit's answers, sent once the WAL is on disk, and the committer's
-/// turn, given back then.
+/// One commit's answers, sent once the WAL is on disk; the committer's
+/// turn, given back then; and the fsync, already running on the blocking pool.
 type Acks = (
     Vec<(async_channel::Sender<Outcome>, Outcome)>,
     smol::lock::SemaphoreGuardArc,
+    smol::Task<std::io::Result<()>>,
 );
 
 fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
@@ -199,30 +200,21 @@ fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_data()
 }
 
-/// Answers committed requests once `sync` (an fsync of the WAL, on the
-/// blocking pool) has returned; a failed fsync fails them (the agents keep
-/// their copies and send again, and duplicates are recognised).
-async fn acknowledge(
-    unsynced: async_channel::Receiver<Acks>,
-    sync: impl Fn() -> std::io::Result<()> + Clone + Send + 'static,
-) {
-    while let Ok(first) = unsynced.recv().await {
-        let mut group = vec![first];
-        while let Ok(more) = unsynced.try_recv() {
-            group.push(more);
-        }
-        let sync = sync.clone();
+/// Answers each commit's requests once its fsync has returned; a failed
+/// fsync fails them (the agents keep their copies and send again, and
+/// duplicates are recognised).
+async fn acknowledge(unsynced: async_channel::Receiver<Acks>) {
+    while let Ok((answers, _turn, synced)) = unsynced.recv().await {
         let started = Instant::now();
-        let synced = smol::unblock(sync).await;
+        let synced = synced.await;
         log::trace!(
-            "ingest fsync for {} commits: {} µs",
-            group.len(),
+            "ingest fsync done {} µs after the commit's answers were queued",
             started.elapsed().as_micros()
         );
         if let Err(e) = &synced {
             log::error!("syncing the database's WAL after an ingest commit: {e}");
         }
-        for (done, outcome) in group.into_iter().flat_map(|(answers, _turn)| answers) {
+        for (done, outcome) in answers {
             let outcome = match (&synced, outcome) {
                 (Err(e), Ok(_)) => Err(ApiError::internal(format!("syncing the database's WAL: {e}"))),
                 (_, outcome) => outcome,
@@ -237,8 +229,18 @@ async fn commit_loop(
     wake: async_channel::Receiver<()>,
     acks: async_channel::Sender<Acks>,
     turn: std::sync::Arc<smol::lock::Semaphore>,
+    sync: impl Fn() -> std::io::Result<()> + Clone + Send + 'static,
 ) {
     let mut last_commit: Option<Instant> = None;
+    // Until the executor waits for the next commit, it keeps its spare
+    // blocks; once a second at most, a wait gives them back.
+    let mut released = Instant::now();
+    let idle = |released: &mut Instant| {
+        if released.elapsed() >= Duration::from_secs(1) {
+            crate::alloc::release_idle_memory();
+            *released = Instant::now();
+        }
+    };
     loop {
         let due = {
             let ctx = shared.borrow();
@@ -247,12 +249,14 @@ async fn commit_loop(
         };
         match due {
             None => {
+                idle(&mut released);
                 if wake.recv().await.is_err() {
                     return;
                 }
                 continue;
             }
             Some(at) if at > Instant::now() => {
+                idle(&mut released);
                 // A request due sooner may arrive meanwhile.
                 let woke = smol::future::or(async { wake.recv().await.is_ok() }, async {
                     async_io::Timer::at(at).await;
@@ -279,6 +283,11 @@ async fn commit_loop(
         }
         let started = Instant::now();
         let (results, newest) = commit(&mut ctx.store, &batch);
+        // Started here and now, not when `acknowledge` is next polled: the
+        // executor has every request task that woke during the commit to
+        // run first, and meanwhile the disk would sit idle (7 of the 11 ms
+        // the next commit waited, under a backfill; docs/BENCHMARKS.md §1).
+        let synced = smol::unblock(sync.clone());
         last_commit = Some(Instant::now());
         log::trace!(
             "ingest commit: {} requests, {} snapshots, {} µs after {} µs waiting for an fsync",
@@ -301,10 +310,10 @@ async fn commit_loop(
         ctx.wake_outbox();
         drop(ctx);
         let answers = batch.into_iter().map(|p| p.done).zip(results).collect();
-        if let Err(e) = acks.try_send((answers, my_turn)) {
+        if let Err(e) = acks.try_send((answers, my_turn, synced)) {
             // Unreachable while `committer` runs `acknowledge`; if it ever
             // were, nothing may be acknowledged without its fsync.
-            let (answers, _) = e.into_inner();
+            let (answers, _, _) = e.into_inner();
             for (done, _) in answers {
                 let _ = done.try_send(Err(ApiError::internal("ingest acknowledger stopped")));
             }
@@ -323,7 +332,7 @@ async fn commit_loop(
 /// page a savepoint touches to a statement journal first, a temporary file
 /// beyond 64 KiB; that was a fifth of the executor's time under a backfill.
 fn commit(store: &mut Store, batch: &[Pending]) -> Committed {
-    // The WAL's fsync is left to `acknowledge`, off the executor.
+    // The WAL's fsync is left to the blocking pool, off the executor.
     let outcome = match store.relaxed_commits(true) {
         Ok(()) => commit_relaxed(store, batch),
         Err(e) => fail_all(batch, e),
@@ -623,44 +632,50 @@ mod tests {
     }
 
     #[test]
-    fn answers_wait_for_the_fsync_and_share_one() {
+    fn answers_wait_for_the_fsync() {
         use std::sync::{mpsc, Arc, Mutex};
         let (acks, unsynced) = async_channel::unbounded();
         let (started_tx, started) = mpsc::channel();
         let (release, gate) = mpsc::channel::<std::io::Result<()>>();
         let gate = Arc::new(Mutex::new(gate));
-        let calls = Arc::new(Mutex::new(0));
-        let (c, g) = (calls.clone(), gate.clone());
         let sync = move || {
-            *c.lock().unwrap() += 1;
             let _ = started_tx.send(());
-            g.lock().unwrap().recv().unwrap()
+            gate.lock().unwrap().recv().unwrap()
         };
-        // Two commits queued before the fsync starts: one fsync for both.
-        let turns = Arc::new(smol::lock::Semaphore::new(2));
+        let turns = Arc::new(smol::lock::Semaphore::new(1));
         let turn = || turns.try_acquire_arc().unwrap();
         let (d1, r1) = async_channel::bounded(1);
         let (d2, r2) = async_channel::bounded(1);
-        acks.try_send((vec![(d1, Ok((1, 0)))], turn())).unwrap();
-        acks.try_send((vec![(d2, Ok((2, 1)))], turn())).unwrap();
-        let worker = std::thread::spawn(move || smol::block_on(acknowledge(unsynced, sync)));
+        acks.try_send((
+            vec![(d1, Ok((1, 0))), (d2, Ok((2, 1)))],
+            turn(),
+            smol::unblock(sync.clone()),
+        ))
+        .unwrap();
+        let worker = std::thread::spawn(move || smol::block_on(acknowledge(unsynced)));
         started.recv().unwrap();
         assert!(
             r1.try_recv().is_err() && r2.try_recv().is_err(),
             "answered before the fsync"
         );
+        assert!(
+            turns.try_acquire_arc().is_none(),
+            "the turn came back before the fsync"
+        );
         release.send(Ok(())).unwrap();
         assert_eq!(r1.recv_blocking().unwrap().unwrap(), (1, 0));
         assert_eq!(r2.recv_blocking().unwrap().unwrap(), (2, 1));
-        assert_eq!(*calls.lock().unwrap(), 1);
-        // Answered, and the committer's turns are back.
-        let (t1, t2) = (turn(), turn());
+        // Answered, and the committer's turn is back.
+        let t = smol::block_on(turns.acquire_arc());
         // A failed fsync fails what it covered; a refusal stays a refusal.
         let (d3, r3) = async_channel::bounded(1);
         let (d4, r4) = async_channel::bounded(1);
-        drop(t2);
-        acks.try_send((vec![(d3, Ok((1, 0))), (d4, Err(ApiError::bad_request("no")))], t1))
-            .unwrap();
+        acks.try_send((
+            vec![(d3, Ok((1, 0))), (d4, Err(ApiError::bad_request("no")))],
+            t,
+            smol::unblock(sync),
+        ))
+        .unwrap();
         started.recv().unwrap();
         release.send(Err(std::io::Error::other("disk gone"))).unwrap();
         assert_eq!(r3.recv_blocking().unwrap().unwrap_err().status, 500);

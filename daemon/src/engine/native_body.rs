@@ -112,12 +112,14 @@ fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> 
 /// refuse for its depth is left to it.
 fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
     let inner = text.strip_prefix(r#"{"snapshots":["#)?.strip_suffix("]}")?;
-    // Sized once, never grown, so a big batch's items (~170 KB for 500)
-    // never pass through the heap in doubling steps. No snapshot is shorter
-    // than 37 bytes (its timestamp and a comma); a block this size gets its
-    // own mapping, whose untouched pages cost nothing.
+    // No snapshot is shorter than 37 bytes (its timestamp and a comma), so
+    // this many can never be too few; but 500 items are ~170 KB, a block
+    // that gets its own mapping, paid for in page faults and an unmap on the
+    // executor for every batch. So the vectors are sized once the first
+    // snapshot shows how long they are, a quarter over (growing only if
+    // later ones are shorter).
     let most = cairn_wire::MAX_BATCH.min(inner.len() / 37 + 1);
-    let (mut raws, mut items) = (Vec::with_capacity(most), Vec::with_capacity(most));
+    let (mut raws, mut items) = (Vec::new(), Vec::new());
     let mut from = 0;
     loop {
         if raws.len() == cairn_wire::MAX_BATCH || !inner[from..].starts_with('{') {
@@ -131,6 +133,10 @@ fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
         let limit = DIRECT_MAX_DEPTH - 2;
         if memchr::memchr2_iter(b'{', b'[', raw.as_bytes()).count() > limit {
             shape(raw.as_bytes(), limit)?;
+        }
+        if raws.is_empty() {
+            let guess = most.min(inner.len() / raw.len().max(37) * 5 / 4 + 1);
+            (raws, items) = (Vec::with_capacity(guess), Vec::with_capacity(guess));
         }
         items.push(item(snap, now)?);
         raws.push(raw);

@@ -35,7 +35,19 @@ fn queue() -> &'static async_channel::Sender<Job> {
             let started = std::thread::Builder::new()
                 .name(THREAD_NAME.into())
                 .spawn(move || {
-                    while let Ok(job) = next.recv_blocking() {
+                    let _cache = crate::alloc::ThreadCache::start();
+                    loop {
+                        let job = match next.try_recv() {
+                            Ok(job) => job,
+                            Err(_) => {
+                                // Nothing queued: the thread may sleep a long time.
+                                crate::alloc::flush_thread_cache();
+                                match next.recv_blocking() {
+                                    Ok(job) => job,
+                                    Err(_) => break,
+                                }
+                            }
+                        };
                         job();
                     }
                 });

@@ -184,7 +184,13 @@ fn read_request(rq: &mut tiny_http::Request, limits: &FrontLimits) -> Result<Htt
     let deadline = Instant::now() + limits.body_deadline;
     // Read straight into the body (no buffer on the worker's stack: every
     // stack page a worker touches stays resident while it idles).
-    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limits.max_body_bytes));
+    // One byte more than announced: the read that finds the end needs room,
+    // and growing a body of 128 KiB or more means a new mapping and a copy.
+    let mut body = Vec::with_capacity(
+        rq.body_length()
+            .map_or(0, |n| n + 1)
+            .min(limits.max_body_bytes + 1),
+    );
     let reader = rq.as_reader();
     loop {
         // Each read is bounded by the socket timeout; the loop by the deadline.
