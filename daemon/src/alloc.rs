@@ -11,7 +11,7 @@
 //!
 //! The threads that allocate most (the executor and the body parsers) keep
 //! a few small free blocks of their own ([`ThreadCache`]), so that they take
-//! the heap's lock once per `MOVE` blocks rather than once per block.
+//! the heap's lock once per several blocks rather than once per block.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
@@ -128,30 +128,56 @@ unsafe impl GlobalAlloc for CairnAlloc {
 }
 
 /// Blocks of up to this many bytes have a size class and may be cached.
-const CACHED_MAX: usize = 256;
+/// Past 256 bytes are the vectors of a parsed snapshot (its disks,
+/// interfaces, cores), which take the heap's lock as often as its strings.
+const CACHED_MAX: usize = 1024;
 
-/// The step between classes: dlmalloc's own alignment, two words.
+/// The step between the fine classes: dlmalloc's own alignment, two words.
 const GRAIN: usize = 2 * std::mem::size_of::<usize>();
 
-const CLASSES: usize = CACHED_MAX / GRAIN;
+/// Fine classes go up to this size, coarse ones, `COARSE` apart, above it.
+const FINE_MAX: usize = 256;
+const COARSE: usize = 64;
+const FINE: usize = FINE_MAX / GRAIN;
+const CLASSES: usize = FINE + (CACHED_MAX - FINE_MAX) / COARSE;
 
-/// Blocks of one class a thread keeps at most. With `MOVE` this bounds a
-/// thread's cache at 32 × (16 + 32 + … + 256) B = 68 KiB on 64-bit targets.
-const KEEP: usize = 32;
+/// Blocks of a class a thread keeps at most, and how many go to or come
+/// from the heap under one lock. This bounds a thread's cache at
+/// 32 × (16 + 32 + … + 256) + 8 × (320 + 384 + … + 1024) B = 132 KiB on
+/// 64-bit targets.
+fn keep(class: usize) -> usize {
+    if class < FINE {
+        32
+    } else {
+        8
+    }
+}
 
-/// Blocks taken from, or given back to, the heap under one lock.
-const MOVE: usize = 16;
+fn batch(class: usize) -> usize {
+    keep(class) / 2
+}
 
 /// The class of a block of this layout, if it is small enough for one.
 /// Every block of a class is allocated at the class's size, whichever thread
 /// asks, so that any thread's cache may hand it out again for any request of
 /// that class: dlmalloc would otherwise give a 20-byte request 24 usable bytes.
 fn class_of(l: Layout) -> Option<usize> {
-    (l.size() <= CACHED_MAX && l.align() <= GRAIN).then(|| l.size().max(1).div_ceil(GRAIN) - 1)
+    let size = l.size().max(1);
+    if l.align() > GRAIN || size > CACHED_MAX {
+        None
+    } else if size <= FINE_MAX {
+        Some(size.div_ceil(GRAIN) - 1)
+    } else {
+        Some(FINE + (size - FINE_MAX).div_ceil(COARSE) - 1)
+    }
 }
 
 fn class_size(class: usize) -> usize {
-    (class + 1) * GRAIN
+    if class < FINE {
+        (class + 1) * GRAIN
+    } else {
+        FINE_MAX + (class - FINE + 1) * COARSE
+    }
 }
 
 /// One thread's free small blocks: a list per class, linked through each
@@ -209,7 +235,7 @@ unsafe fn small_alloc(class: usize) -> *mut u8 {
     let cached = with_cache(|c| {
         if c.counts[class] == 0 {
             let mut heap = heap();
-            for _ in 0..MOVE {
+            for _ in 0..batch(class) {
                 let p = heap.malloc(size, GRAIN);
                 if p.is_null() {
                     break;
@@ -225,9 +251,9 @@ unsafe fn small_alloc(class: usize) -> *mut u8 {
 unsafe fn small_free(p: *mut u8, class: usize) {
     let size = class_size(class);
     let kept = with_cache(|c| {
-        if usize::from(c.counts[class]) >= KEEP {
+        if usize::from(c.counts[class]) >= keep(class) {
             let mut heap = heap();
-            for _ in 0..MOVE {
+            for _ in 0..batch(class) {
                 heap.free(c.pop(class), size, GRAIN);
             }
         }
@@ -239,7 +265,7 @@ unsafe fn small_free(p: *mut u8, class: usize) {
 }
 
 /// While it lives, this thread keeps small free blocks of its own (at most
-/// 68 KiB) instead of locking the heap for each one. For the few long-lived
+/// 132 KiB) instead of locking the heap for each one. For the few long-lived
 /// threads that allocate most: under a backfill the two body parsers and the
 /// executor took the one heap lock for every block, and queued on it
 /// (docs/BENCHMARKS.md §1). Dropping it gives the blocks back, and so does
@@ -449,5 +475,11 @@ mod tests {
         );
         assert_eq!(class_of(Layout::from_size_align(64, 2 * GRAIN).unwrap()), None);
         assert_eq!(class_size(CLASSES - 1), CACHED_MAX);
+        // Every size gets the smallest class that holds it.
+        for size in 1..=CACHED_MAX {
+            let c = class_of(Layout::from_size_align(size, 1).unwrap()).unwrap();
+            assert!(class_size(c) >= size, "size {size}");
+            assert!(c == 0 || class_size(c - 1) < size, "size {size}");
+        }
     }
 }

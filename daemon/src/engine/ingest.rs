@@ -232,13 +232,16 @@ async fn commit_loop(
     sync: impl Fn() -> std::io::Result<()> + Clone + Send + 'static,
 ) {
     let mut last_commit: Option<Instant> = None;
-    // Until the executor waits for the next commit, it keeps its spare
-    // blocks; once a second at most, a wait gives them back.
+    // While commits follow one another the executor keeps its spare small
+    // blocks; every wait gives them back, and once a second at most, a wait
+    // also returns the heap's free top to the system.
     let mut released = Instant::now();
     let idle = |released: &mut Instant| {
         if released.elapsed() >= Duration::from_secs(1) {
             crate::alloc::release_idle_memory();
             *released = Instant::now();
+        } else {
+            crate::alloc::flush_thread_cache();
         }
     };
     loop {
