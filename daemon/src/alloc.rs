@@ -143,7 +143,7 @@ const CLASSES: usize = FINE + (CACHED_MAX - FINE_MAX) / COARSE;
 
 /// Blocks of a class a thread keeps at most, and how many go to or come
 /// from the heap under one lock. This bounds a thread's cache at
-/// 32 × (16 + 32 + … + 256) + 8 × (320 + 384 + … + 1024) B = 132 KiB on
+/// 32 × (16 + 32 + … + 256) + 8 × (320 + 384 + … + 1024) B = 131 KiB on
 /// 64-bit targets.
 fn keep(class: usize) -> usize {
     if class < FINE {
@@ -265,7 +265,7 @@ unsafe fn small_free(p: *mut u8, class: usize) {
 }
 
 /// While it lives, this thread keeps small free blocks of its own (at most
-/// 132 KiB) instead of locking the heap for each one. For the few long-lived
+/// 131 KiB) instead of locking the heap for each one. For the few long-lived
 /// threads that allocate most: under a backfill the two body parsers and the
 /// executor took the one heap lock for every block, and queued on it
 /// (docs/BENCHMARKS.md §1). Dropping it gives the blocks back, and so does
