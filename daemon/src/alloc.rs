@@ -302,12 +302,24 @@ impl Drop for ThreadCache {
 /// the next burst does not begin by mapping a new segment.
 const IDLE_TOP_PAD: usize = 128 * 1024;
 
-/// For a thread about to idle: gives back its cached blocks, and the free
-/// space at the heap's top beyond `IDLE_TOP_PAD` to the system. dlmalloc
-/// trims its top by itself only past 2 MiB, which in a daemon that idles
-/// at 15–19 MiB is resident memory nobody uses (docs/BENCHMARKS.md §2).
+/// How often at most [`release_idle_memory`] trims the heap: a trim that
+/// finds something to give back is a system call, and an idle executor may
+/// wait many times a second.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// For a thread about to idle: gives back its cached blocks, and, once per
+/// `TRIM_EVERY` at most, the free space at the heap's top beyond
+/// `IDLE_TOP_PAD` to the system. dlmalloc trims its top by itself only past
+/// 2 MiB, which in a daemon that idles at 15–19 MiB is resident memory
+/// nobody uses (docs/BENCHMARKS.md §2).
 pub fn release_idle_memory() {
+    static LAST_TRIM: Mutex<Option<std::time::Instant>> = Mutex::new(None);
     flush_thread_cache();
+    let mut last = LAST_TRIM.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < TRIM_EVERY) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
     // SAFETY: trimming takes only free space from the heap.
     unsafe {
         heap().trim(IDLE_TOP_PAD);

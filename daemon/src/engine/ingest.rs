@@ -167,8 +167,9 @@ pub fn commit_due(
 ///
 /// The commit's fsync runs on another thread: SQLite writes the WAL
 /// (synchronous=NORMAL for these commits), the blocking pool fsyncs it at
-/// once, and `acknowledge` answers nobody before that returns, so the executor builds the next commit, and serves
-/// every other request, while the disk works. On an SD card an fsync can take
+/// once, and `acknowledge` answers nobody before that returns, so the
+/// executor builds the next commit, and serves every other request, while
+/// the disk works. On an SD card an fsync can take
 /// tens of milliseconds; it used to stall the whole API that long, once a
 /// commit. The next commit still waits for the fsync (its turn), so that
 /// what arrives meanwhile shares one commit as before.
@@ -232,18 +233,6 @@ async fn commit_loop(
     sync: impl Fn() -> std::io::Result<()> + Clone + Send + 'static,
 ) {
     let mut last_commit: Option<Instant> = None;
-    // While commits follow one another the executor keeps its spare small
-    // blocks; every wait gives them back, and once a second at most, a wait
-    // also returns the heap's free top to the system.
-    let mut released = Instant::now();
-    let idle = |released: &mut Instant| {
-        if released.elapsed() >= Duration::from_secs(1) {
-            crate::alloc::release_idle_memory();
-            *released = Instant::now();
-        } else {
-            crate::alloc::flush_thread_cache();
-        }
-    };
     loop {
         let due = {
             let ctx = shared.borrow();
@@ -252,14 +241,16 @@ async fn commit_loop(
         };
         match due {
             None => {
-                idle(&mut released);
+                // While commits follow one another the executor keeps its
+                // spare small blocks; every wait gives them back.
+                crate::alloc::release_idle_memory();
                 if wake.recv().await.is_err() {
                     return;
                 }
                 continue;
             }
             Some(at) if at > Instant::now() => {
-                idle(&mut released);
+                crate::alloc::release_idle_memory();
                 // A request due sooner may arrive meanwhile.
                 let woke = smol::future::or(async { wake.recv().await.is_ok() }, async {
                     async_io::Timer::at(at).await;
