@@ -186,6 +186,129 @@ impl Http {
     }
 }
 
+/// A bare HTTP/1.1 keep-alive client for the ingest load: each request is
+/// one prebuilt buffer (head and body) written at once, and each reply is
+/// read into a buffer the connection keeps. The load generator shares the
+/// machine's two cores with the daemon it measures; through ureq, a request
+/// cost it a copy of its body and a few dozen allocations, a quarter of its
+/// CPU (docs/BENCHMARKS.md §1), which the daemon then did not get. Replies
+/// must carry Content-Length (cairnd's always do).
+pub struct Poster {
+    addr: String,
+    stream: Option<std::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Poster {
+    /// `base` is `http://HOST:PORT`, as `Daemon::url` gives it.
+    pub fn new(base: &str) -> Poster {
+        Poster {
+            addr: base.trim_start_matches("http://").to_string(),
+            stream: None,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// A POST of `body` to `path` on `base`, as bytes to hand to `send`.
+    pub fn request(base: &str, path: &str, token: &str, body: &[u8]) -> Vec<u8> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            base.trim_start_matches("http://"),
+            body.len()
+        );
+        let mut rq = Vec::with_capacity(head.len() + body.len());
+        rq.extend_from_slice(head.as_bytes());
+        rq.extend_from_slice(body);
+        rq
+    }
+
+    /// Sends one request built by `request`; returns the status and body.
+    /// A kept-alive connection the server has closed meanwhile is opened
+    /// again once (ingest is idempotent, so a repeat is harmless).
+    pub fn send(&mut self, request: &[u8]) -> Res<(u16, String)> {
+        let reused = self.stream.is_some();
+        match self.exchange(request) {
+            Err(_) if reused => {
+                self.stream = None;
+                self.exchange(request)
+            }
+            other => other,
+        }
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> Res<(u16, String)> {
+        use std::io::{Read, Write};
+        let result = (|| {
+            let stream = match &mut self.stream {
+                Some(s) => s,
+                None => {
+                    let s = std::net::TcpStream::connect(&self.addr)
+                        .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+                    s.set_nodelay(true).map_err(|e| e.to_string())?;
+                    s.set_read_timeout(Some(Duration::from_secs(600)))
+                        .map_err(|e| e.to_string())?;
+                    self.stream.insert(s)
+                }
+            };
+            stream.write_all(request).map_err(|e| format!("sending: {e}"))?;
+            self.buf.clear();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = stream
+                    .read(&mut chunk)
+                    .map_err(|e| format!("reading the reply: {e}"))?;
+                if n == 0 {
+                    return Err("the server closed the connection".to_string());
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|e| e.to_string())?;
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("no status in {head:?}"))?;
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+            };
+            let length: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+            let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            while self.buf.len() < head_end + length {
+                let n = stream
+                    .read(&mut chunk)
+                    .map_err(|e| format!("reading the reply: {e}"))?;
+                if n == 0 {
+                    return Err("the server closed the connection mid-reply".to_string());
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&self.buf[head_end..head_end + length]).into_owned();
+            Ok((status, body, close))
+        })();
+        match result {
+            Ok((status, body, close)) => {
+                if close {
+                    self.stream = None;
+                }
+                Ok((status, body))
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- daemon
 
 /// A release cairnd on 127.0.0.1 with a data directory under `dir`; killed on drop.

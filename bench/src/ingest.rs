@@ -81,28 +81,27 @@ pub fn drive(
             let (barrier, acked, errors, first_error, results, url, body) =
                 (&barrier, &acked, &errors, &first_error, &results, &url, &body);
             s.spawn(move || {
-                let http = Http::new(url);
+                let mut http = Poster::new(url);
+                let request = |k: usize| Poster::request(url, "/api/v1/agent/ingest", token, &body(i, k));
                 let mut lat = Vec::with_capacity(max_per_node);
-                // Bodies are built before the clock starts, as far as the
+                // Requests are built before the clock starts, as far as the
                 // memory budget goes: building one costs the load generator
                 // about as much CPU as parsing it costs the daemon, and the
                 // two share this machine's cores.
-                let first = body(i, 0);
+                let first = request(0);
                 let count = (PREBUILT_BYTES / n_agents / first.len().max(1)).clamp(1, max_per_node);
-                let mut built: Vec<Vec<u8>> = std::iter::once(first)
-                    .chain((1..count).map(|k| body(i, k)))
-                    .collect();
+                let mut built: Vec<Vec<u8>> = std::iter::once(first).chain((1..count).map(request)).collect();
                 barrier.wait();
                 barrier.wait();
                 let deadline = Instant::now() + Duration::from_secs_f64(secs);
                 let mut k = 0;
                 while k < max_per_node && Instant::now() < deadline {
-                    let b = match built.get_mut(k) {
-                        Some(b) => std::mem::take(b),
-                        None => body(i, k),
+                    let rq = match built.get_mut(k) {
+                        Some(rq) => std::mem::take(rq),
+                        None => request(k),
                     };
                     let t = Instant::now();
-                    match http.post("/api/v1/agent/ingest", Some(token), &b) {
+                    match http.send(&rq) {
                         Ok((200, text)) => {
                             acked.fetch_add(accepted(&text), Ordering::Relaxed);
                         }
