@@ -56,6 +56,9 @@ pub struct Drive {
     pub cpu_by_thread: std::collections::BTreeMap<String, f64>,
 }
 
+/// One client's run: (node, requests sent, their latencies, when it finished).
+type ClientRun = (usize, usize, Vec<Duration>, Instant);
+
 /// Runs one client thread per node until `secs` have passed or each has sent
 /// `max_per_node` requests; `body(node, k)` is node's k-th request body.
 pub fn drive(
@@ -71,7 +74,7 @@ pub fn drive(
     let acked = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
-    let results: Mutex<Vec<(usize, usize, Vec<Duration>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<ClientRun>> = Mutex::new(Vec::new());
     let url = d.url();
     let mut started = Instant::now();
     let (mut cpu0, mut exec0, mut self0) = (0.0, 0.0, 0.0);
@@ -116,7 +119,7 @@ pub fn drive(
                     lat.push(t.elapsed());
                     k += 1;
                 }
-                results.lock().expect("lock").push((i, k, lat));
+                results.lock().expect("lock").push((i, k, lat, Instant::now()));
             });
         }
         // Once every body is built: counters, then go.
@@ -141,7 +144,21 @@ pub fn drive(
     }
     let mut per_node = vec![0; agents.len()];
     let mut latencies = Vec::new();
-    for (i, k, lat) in results.into_inner().expect("lock") {
+    let results = results.into_inner().expect("lock");
+    let finished = |pick: fn(Duration, Duration) -> Duration| {
+        results
+            .iter()
+            .map(|r| r.3.saturating_duration_since(started))
+            .reduce(pick)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    println!(
+        "  clients finished between {:.2} s and {:.2} s",
+        finished(Duration::min),
+        finished(Duration::max)
+    );
+    for (i, k, lat, _) in results {
         per_node[i] = k;
         latencies.extend(lat);
     }
@@ -425,8 +442,8 @@ fn raw_ceiling(
     Ok((stored, rows, timed))
 }
 
-/// What parsing and validating costs per snapshot, in-process (the blocking
-/// pool does it, two bodies at a time). `--ingest-parse-only true` runs this alone.
+/// What parsing and validating costs per snapshot, in-process (in the daemon
+/// the parse threads do it, one body per thread at a time). `--ingest-parse-only true` runs this alone.
 pub fn parse_cost(r: &mut Results) -> Res<()> {
     use cairnd::engine::native_body::{parse_checked, parse_native};
     type Parser = fn(&[u8], i64) -> Result<Vec<Item>, cairnd::http::ApiError>;
