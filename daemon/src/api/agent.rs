@@ -180,9 +180,10 @@ pub fn ingest(shared: Shared, mut call: Call) -> LocalFuture {
         // The configured interval is handed to the agent; the node row
         // follows it so offline detection uses what the agent was told.
         let (interval, probes) = {
-            let ctx = shared.borrow();
+            let mut ctx = shared.borrow_mut();
             let interval = ctx.cfg.interval_s;
-            ctx.store.set_node_interval(&node_id, interval as i64)?;
+            let Ctx { ingest, store, .. } = &mut *ctx;
+            ingest.store_interval(store, &node_id, interval)?;
             (interval, crate::engine::checks::probes_for(&ctx, &node_id))
         };
         Ok(Reply::ok(&IngestReply {

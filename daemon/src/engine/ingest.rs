@@ -61,6 +61,10 @@ pub struct IngestQueue {
     wake: async_channel::Sender<()>,
     /// Shutting down: everything queued, and queued from now on, is due at once.
     hurry: bool,
+    /// The interval each node's row was last set to by this process, so
+    /// that a request's reply costs no UPDATE while the interval stays put
+    /// (a statement of its own, 3 % of the executor's time under a backfill).
+    stored_interval: std::collections::HashMap<String, u32>,
 }
 
 impl IngestQueue {
@@ -71,6 +75,7 @@ impl IngestQueue {
                 pending: Vec::new(),
                 wake,
                 hurry: false,
+                stored_interval: Default::default(),
             },
             rx,
         )
@@ -101,6 +106,16 @@ impl IngestQueue {
         }
         let _ = self.wake.try_send(());
         rx
+    }
+
+    /// Sets the node row's interval to `interval_s` unless this process
+    /// already did: offline detection uses what the agent was told.
+    pub fn store_interval(&mut self, store: &Store, node_id: &str, interval_s: u32) -> rusqlite::Result<()> {
+        if self.stored_interval.get(node_id) != Some(&interval_s) {
+            store.set_node_interval(node_id, interval_s.into())?;
+            self.stored_interval.insert(node_id.to_string(), interval_s);
+        }
+        Ok(())
     }
 
     /// Requests and snapshots waiting for their commit.
@@ -264,9 +279,15 @@ async fn commit_loop(
             }
             Some(_) => {}
         }
-        // The previous commit's fsync first; then let every request task
-        // that is already runnable queue its rows.
+        // A WAL grown past its limit is copied to the database first, so
+        // that this commit starts it over. Then the previous commit's
+        // fsync; then every request task that is already runnable queues
+        // its rows.
         let asked = Instant::now();
+        let backlog = shared.borrow().store.wal_backlog();
+        if let Some(backlog) = backlog {
+            backlog.copied().await;
+        }
         let my_turn = turn.acquire_arc().await;
         let waited = asked.elapsed();
         smol::future::yield_now().await;
@@ -284,7 +305,7 @@ async fn commit_loop(
         let synced = smol::unblock(sync.clone());
         last_commit = Some(Instant::now());
         log::trace!(
-            "ingest commit: {} requests, {} snapshots, {} µs after {} µs waiting for an fsync",
+            "ingest commit: {} requests, {} snapshots, {} µs after {} µs waiting for an fsync or checkpoint",
             batch.len(),
             batch.iter().map(|p| p.items.len()).sum::<usize>(),
             started.elapsed().as_micros(),
@@ -303,7 +324,12 @@ async fn commit_loop(
         }
         ctx.wake_outbox();
         drop(ctx);
-        let answers = batch.into_iter().map(|p| p.done).zip(results).collect();
+        let (answers, spent): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .zip(results)
+            .map(|(p, outcome)| ((p.done, outcome), p.items))
+            .unzip();
+        crate::engine::parse_pool::dispose(spent);
         if let Err(e) = acks.try_send((answers, my_turn, synced)) {
             // Unreachable while `committer` runs `acknowledge`; if it ever
             // were, nothing may be acknowledged without its fsync.
@@ -506,6 +532,22 @@ pub enum Detail {
 
 /// Validates a snapshot and derives its stored rows.
 pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result<Item, ApiError> {
+    batch_item(snap, detail, prefix, now, None)
+}
+
+/// `to_item` for a snapshot of a batch; `previous` is the time of the one
+/// before it in the request. A snapshot in the same 5-minute bucket as that
+/// one never has its per-mount and per-interface detail stored (the store
+/// takes the first of each bucket, and a request's items are stored in
+/// order), so its item goes without them: under a backfill those copies
+/// were four of the ten blocks the parse threads allocated per snapshot.
+pub fn batch_item(
+    snap: Snapshot,
+    detail: Detail,
+    prefix: &str,
+    now: i64,
+    previous: Option<i64>,
+) -> Result<Item, ApiError> {
     let tfield = |msg: String| ApiError::field(&format!("{prefix}timestamp"), msg);
     if snap.timestamp.is_empty() {
         return Err(tfield("is required (RFC 3339 UTC)".into()));
@@ -522,29 +564,12 @@ pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result
     }
     validate::snapshot(&snap, prefix)?;
     let sample = sample_of(ts, &snap);
-    // Copies, not the snapshot's own strings: moved, they stayed where the
-    // parse had put them, among its short-lived blocks, and a backfill left
-    // the static build's heap fragmented (RSS after 500 nodes' day of
-    // history 20.2 MiB against 14.8 with copies; docs/BENCHMARKS.md §2).
-    let disks = snap
-        .disks
-        .iter()
-        .map(|d| DiskSample {
-            mount: d.mount.clone(),
-            used_percent: d.used_percent,
-            used_bytes: d.used_bytes,
-            total_bytes: d.total_bytes,
-        })
-        .collect();
-    let nets = snap
-        .net
-        .iter()
-        .map(|n| NetSample {
-            interface: n.interface.clone(),
-            rx: n.rx_bytes_per_s,
-            tx: n.tx_bytes_per_s,
-        })
-        .collect();
+    let rows = previous.is_none_or(|p| crate::store::latest::new_detail_bucket(p, ts));
+    let (disks, nets) = if rows {
+        detail_rows(&snap)
+    } else {
+        Default::default()
+    };
     let latest = match detail {
         Detail::Json(v) => Some(v.to_string()),
         Detail::Text(t) => Some(t),
@@ -564,6 +589,34 @@ pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result
         ),
         cores: snap.cpu.count,
     })
+}
+
+/// A snapshot's per-mount and per-interface figures, as stored.
+/// Copies, not the snapshot's own strings: moved, they stayed where the
+/// parse had put them, among its short-lived blocks, and a backfill left
+/// the static build's heap fragmented (RSS after 500 nodes' day of history
+/// 20.2 MiB against 14.8 with copies; docs/BENCHMARKS.md §2).
+pub fn detail_rows(snap: &Snapshot) -> (Vec<DiskSample>, Vec<NetSample>) {
+    let disks = snap
+        .disks
+        .iter()
+        .map(|d| DiskSample {
+            mount: d.mount.clone(),
+            used_percent: d.used_percent,
+            used_bytes: d.used_bytes,
+            total_bytes: d.total_bytes,
+        })
+        .collect();
+    let nets = snap
+        .net
+        .iter()
+        .map(|n| NetSample {
+            interface: n.interface.clone(),
+            rx: n.rx_bytes_per_s,
+            tx: n.tx_bytes_per_s,
+        })
+        .collect();
+    (disks, nets)
 }
 
 /// The wide row: fleet-level numbers of one snapshot.
@@ -596,6 +649,7 @@ pub fn sample_of(ts: i64, s: &Snapshot) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_wire::IngestBatch;
 
     const NOW: i64 = 1_795_445_400;
 
@@ -705,6 +759,89 @@ mod tests {
         assert_eq!(results[0].as_ref().ok(), Some(&(1, 1)));
     }
 
+    fn with_rows(ts: i64) -> Snapshot {
+        Snapshot {
+            timestamp: clock::rfc3339(ts),
+            disks: vec![cairn_wire::Disk {
+                mount: "/".into(),
+                total_bytes: 100,
+                used_bytes: 40,
+                used_percent: 40.0,
+                ..Default::default()
+            }],
+            net: vec![cairn_wire::NetIf {
+                interface: "eth0".into(),
+                rx_bytes_per_s: 10.0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// The store's (ts_node, detail) rows after committing `items` as one request.
+    fn stored_detail(items: Vec<Item>) -> Vec<(i64, Option<String>)> {
+        let mut store = Store::memory_with_node("a");
+        let p = Pending {
+            node_id: "a".into(),
+            items,
+            due: Instant::now(),
+            done: async_channel::bounded(1).0,
+        };
+        let (results, _) = commit(&mut store, &[p]);
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        let mut st = store
+            .conn
+            .prepare("SELECT ts_node, detail FROM samples ORDER BY ts_node")
+            .unwrap();
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn batch_items_drop_only_detail_the_store_would_not_keep() {
+        // 40 snapshots 30 s apart from mid-bucket, two swapped, one repeated.
+        let t0 = NOW - 7200 + 150;
+        let mut stamps: Vec<i64> = (0..40).map(|k| t0 + 30 * k).collect();
+        stamps.swap(20, 25);
+        stamps.insert(30, stamps[29]);
+        let full: Vec<Item> = stamps
+            .iter()
+            .map(|&ts| to_item(with_rows(ts), Detail::Skip, "", NOW).unwrap())
+            .collect();
+        let mut previous = None;
+        let trimmed: Vec<Item> = stamps
+            .iter()
+            .map(|&ts| {
+                let item = batch_item(with_rows(ts), Detail::Skip, "", NOW, previous).unwrap();
+                previous = Some(ts);
+                item
+            })
+            .collect();
+        let without = trimmed.iter().filter(|i| i.disks.is_empty() && i.nets.is_empty());
+        assert!(without.count() >= 30, "most snapshots go without their rows");
+        let stored = stored_detail(full);
+        assert_eq!(stored_detail(trimmed), stored, "the same detail is stored");
+        assert!(stored.iter().filter(|(_, d)| d.is_some()).count() >= 5);
+    }
+
+    #[test]
+    fn the_newest_snapshot_of_a_batch_keeps_its_mounts_for_the_alerts() {
+        // Three snapshots in one 5-minute bucket, the newest in the middle.
+        let t = (NOW - 3600).div_euclid(300) * 300;
+        let batch = IngestBatch {
+            snapshots: [t, t + 60, t + 30].into_iter().map(with_rows).collect(),
+        };
+        let body = serde_json::to_vec(&batch).unwrap();
+        for items in [
+            parse_native(&body, NOW).unwrap(),
+            crate::engine::native_body::parse_checked(&body, NOW).unwrap(),
+        ] {
+            let rows: Vec<usize> = items.iter().map(|i| i.disks.len() + i.nets.len()).collect();
+            assert_eq!(rows, vec![2, 2, 0], "the first and the newest keep theirs");
+            assert!(items[1].latest.is_some());
+        }
+    }
+
     #[test]
     fn a_commit_is_due_at_the_earliest_deadline_but_not_inside_the_window() {
         let t0 = Instant::now();
@@ -812,7 +949,7 @@ mod tests {
         assert!(q.pending[0].due <= before + Duration::from_millis(1));
     }
 
-    /// Four bodies arrive at once; only two are ever parsed at the same time.
+    /// A body is one snapshot, or a batch of them.
     #[test]
     fn single_and_batch_bodies() {
         let one = br#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5}}"#;

@@ -9,7 +9,7 @@
 //! and the checked parser then decides, so a body is accepted or refused,
 //! and with which message, exactly as the checked parser alone would.
 
-use super::ingest::{parse_json, to_item, Detail, Item};
+use super::ingest::{batch_item, detail_rows, parse_json, to_item, Detail, Item};
 use crate::http::ApiError;
 use cairn_wire::Snapshot;
 use serde_json::value::RawValue;
@@ -71,15 +71,16 @@ fn parse_direct(body: &[u8], now: i64) -> Option<Vec<Item>> {
         if !raw.starts_with('{') {
             return None;
         }
-        items.push(item(serde_json::from_str(raw).ok()?, now)?);
+        items.push(item(serde_json::from_str(raw).ok()?, now, &items)?);
     }
     with_newest_detail(&raws, items)
 }
 
-/// An older snapshot of a batch as an item. Each snapshot becomes its item
-/// as soon as it is read, so only one whole snapshot is alive at a time.
-fn item(snap: Snapshot, now: i64) -> Option<Item> {
-    to_item(snap, Detail::Skip, "", now).ok()
+/// A snapshot of a batch as an item, `items` being those before it. Each
+/// snapshot becomes its item as soon as it is read, so only one whole
+/// snapshot is alive at a time.
+fn item(snap: Snapshot, now: i64, items: &[Item]) -> Option<Item> {
+    batch_item(snap, Detail::Skip, "", now, items.last().map(|i| i.ts)).ok()
 }
 
 /// A batch's items, the newest keeping its detail JSON (its own text, as it
@@ -93,6 +94,10 @@ fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> 
     } else {
         serde_json::from_str::<Value>(raw).ok()?.to_string()
     });
+    if !has_rows(&items[newest]) {
+        // Alerts read the newest snapshot's mounts: read it again for them.
+        (items[newest].disks, items[newest].nets) = detail_rows(&serde_json::from_str(raw).ok()?);
+    }
     Some(items)
 }
 
@@ -138,7 +143,7 @@ fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
             let guess = most.min(inner.len() / raw.len().max(37) * 5 / 4 + 1);
             (raws, items) = (Vec::with_capacity(guess), Vec::with_capacity(guess));
         }
-        items.push(item(snap, now)?);
+        items.push(item(snap, now, &items)?);
         raws.push(raw);
         match inner.as_bytes().get(to) {
             None => return Some((raws, items)),
@@ -175,6 +180,12 @@ fn single(text: &str, compact: bool, now: i64) -> Option<Vec<Item>> {
 /// the one ingest stores as the node's latest (both parsers pick it here).
 fn first_newest(items: &[Item]) -> Option<usize> {
     (0..items.len()).rev().max_by_key(|&i| items[i].ts)
+}
+
+/// Whether a batch item kept its per-mount and per-interface figures (an
+/// item without may just come from a snapshot that has none).
+fn has_rows(item: &Item) -> bool {
+    !item.disks.is_empty() || !item.nets.is_empty()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -262,10 +273,16 @@ pub fn parse_checked(body: &[u8], now: i64) -> Result<Vec<Item>, ApiError> {
     for (i, v) in list.iter().enumerate() {
         let prefix = format!("snapshots[{i}].");
         let snap = checked_snapshot(v, &prefix)?;
-        items.push(to_item(snap, Detail::Skip, &prefix, now)?);
+        let previous = items.last().map(|i: &Item| i.ts);
+        items.push(batch_item(snap, Detail::Skip, &prefix, now, previous)?);
     }
     if let Some(newest) = first_newest(&items) {
         items[newest].latest = Some(list[newest].to_string());
+        if !has_rows(&items[newest]) {
+            // Alerts read the newest snapshot's mounts: read it again for them.
+            let snap = checked_snapshot(&list[newest], "")?;
+            (items[newest].disks, items[newest].nets) = detail_rows(&snap);
+        }
     }
     Ok(items)
 }

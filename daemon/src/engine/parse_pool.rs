@@ -1,9 +1,16 @@
 //! The threads that parse ingest bodies, fed by a queue.
 //!
-//! At most `THREADS` bodies are parsed at once, across all ingest routes: a
-//! 500-snapshot body that the checked parser reads becomes a JSON tree ~10x
-//! its size, and sixteen backfilling agents at once once took the daemon's
-//! RSS past 120 MiB. Two keep both cores busy; more only add memory.
+//! At most `threads()` bodies are parsed at once, across all ingest routes:
+//! a 500-snapshot body that the checked parser reads becomes a JSON tree
+//! ~10x its size, and sixteen backfilling agents at once once took the
+//! daemon's RSS past 120 MiB.
+//!
+//! How many: one core is left to the executor, which stores what the
+//! parsers produce and costs about as much per snapshot as parsing it. On
+//! two cores, a second parser only took the executor's core from it: under
+//! a backfill the executor waited for a core 38 % of the time, and one
+//! parser stored 106–149 k snapshots/s where two stored 93–111 k
+//! (docs/BENCHMARKS.md §1). More than two only add memory.
 //!
 //! Why threads of their own: parsing used to run on smol's blocking pool
 //! behind a two-slot semaphore held by the request's task, so a slot came
@@ -16,8 +23,11 @@
 use crate::http::ApiError;
 use std::sync::OnceLock;
 
-/// Bodies parsed at once.
-pub const THREADS: usize = 2;
+/// Bodies parsed at once: the cores but one, one at least, two at most.
+pub fn threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 2)
+}
 
 /// The name of the parse threads (as /proc shows it).
 pub const THREAD_NAME: &str = "cairn-parse";
@@ -30,7 +40,7 @@ fn queue() -> &'static async_channel::Sender<Job> {
     static QUEUE: OnceLock<async_channel::Sender<Job>> = OnceLock::new();
     QUEUE.get_or_init(|| {
         let (jobs, next) = async_channel::unbounded::<Job>();
-        for _ in 0..THREADS {
+        for _ in 0..threads() {
             let next = next.clone();
             let started = std::thread::Builder::new()
                 .name(THREAD_NAME.into())
@@ -80,6 +90,17 @@ pub async fn parse_off_executor<T: Send + 'static>(
         .unwrap_or_else(|_| Err(ApiError::internal("a body parser thread stopped")))
 }
 
+/// Drops `garbage` on a parse thread. A committed batch is some ten blocks
+/// per snapshot, allocated by the parse threads; freeing them was 8 % of
+/// the executor's time under a backfill (docs/BENCHMARKS.md §1), and on the
+/// thread that allocated them the blocks go straight back to its cache.
+/// Without the threads, it is dropped here.
+pub fn dispose<T: Send + 'static>(garbage: T) {
+    if let Err(e) = queue().try_send(Box::new(move || drop(garbage))) {
+        drop(e.into_inner());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,12 +120,12 @@ mod tests {
     }
 
     #[test]
-    fn two_bodies_are_parsed_at_once_and_the_rest_wait_their_turn() {
+    fn as_many_bodies_as_threads_are_parsed_at_once_and_the_rest_wait_their_turn() {
         let active = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let wait = Arc::new(Mutex::new(wait));
-        let tasks: Vec<_> = (0..THREADS + 3)
+        let tasks: Vec<_> = (0..threads() + 3)
             .map(|i| {
                 let (active, most, wait) = (active.clone(), most.clone(), wait.clone());
                 smol::spawn(parse_off_executor(vec![i as u8], move |b| {
@@ -117,18 +138,33 @@ mod tests {
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while active.load(SeqCst) < THREADS {
+        while active.load(SeqCst) < threads() {
             assert!(Instant::now() < deadline, "the parses never started");
             std::thread::yield_now();
         }
-        // Only THREADS threads exist to run them.
-        assert_eq!(parse_threads(), THREADS);
-        for _ in 0..THREADS + 3 {
+        // Only that many threads exist to run them.
+        assert_eq!(parse_threads(), threads());
+        for _ in 0..threads() + 3 {
             go.send(()).unwrap();
         }
         let got: Vec<u8> = tasks.into_iter().map(|t| smol::block_on(t).unwrap()).collect();
-        assert_eq!(got, (0..THREADS as u8 + 3).collect::<Vec<_>>());
-        assert_eq!(most.load(SeqCst), THREADS);
+        assert_eq!(got, (0..threads() as u8 + 3).collect::<Vec<_>>());
+        assert_eq!(most.load(SeqCst), threads());
+    }
+
+    #[test]
+    fn disposed_values_are_dropped_on_a_parse_thread() {
+        struct Tell(std::sync::mpsc::Sender<String>);
+        impl Drop for Tell {
+            fn drop(&mut self) {
+                let name = std::thread::current().name().unwrap_or("").to_string();
+                let _ = self.0.send(name);
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        dispose(Tell(tx));
+        let dropped_on = rx.recv_timeout(Duration::from_secs(10)).expect("dropped");
+        assert_eq!(dropped_on, THREAD_NAME);
     }
 
     #[test]
@@ -137,7 +173,7 @@ mod tests {
         // again, as while the executor stores a commit: finished parses must
         // not keep later ones from starting.
         let ran = Arc::new(AtomicUsize::new(0));
-        let mut tasks: Vec<_> = (0..THREADS + 3)
+        let mut tasks: Vec<_> = (0..threads() + 3)
             .map(|i| {
                 let ran = ran.clone();
                 Box::pin(parse_off_executor(vec![i as u8], move |b| {
@@ -156,7 +192,7 @@ mod tests {
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while ran.load(SeqCst) < THREADS + 3 {
+        while ran.load(SeqCst) < threads() + 3 {
             assert!(Instant::now() < deadline, "parses waited for polls: {ran:?} ran");
             std::thread::yield_now();
         }
@@ -165,6 +201,6 @@ mod tests {
             .zip(early)
             .map(|(t, early)| early.unwrap_or_else(|| smol::block_on(t).unwrap()))
             .collect();
-        assert_eq!(got, (0..THREADS as u8 + 3).collect::<Vec<_>>());
+        assert_eq!(got, (0..threads() as u8 + 3).collect::<Vec<_>>());
     }
 }

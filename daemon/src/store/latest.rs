@@ -31,6 +31,13 @@ pub struct LatestCache {
 /// Seconds between stored per-mount / per-interface detail rows of a node.
 pub const DETAIL_EVERY_S: i64 = 300;
 
+/// Whether a snapshot at `ts`, stored right after one of the same node at
+/// `previous`, can have its detail stored: only the first snapshot of each
+/// bucket does (`wants_detail` remembers the bucket last seen, stored or not).
+pub fn new_detail_bucket(previous: i64, ts: i64) -> bool {
+    previous.div_euclid(DETAIL_EVERY_S) != ts.div_euclid(DETAIL_EVERY_S)
+}
+
 fn sample_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<[Option<f64>; 12]> {
     let mut values = [None; 12];
     for (i, v) in values.iter_mut().enumerate() {

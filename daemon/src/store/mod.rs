@@ -170,6 +170,12 @@ impl Store {
         Ok(())
     }
 
+    /// When the WAL has grown too long: what the next commit waits for
+    /// (see `checkpoint::RESTART_FRAMES`).
+    pub fn wal_backlog(&self) -> Option<checkpoint::Backlog> {
+        self.checkpointer.as_ref()?.backlog()
+    }
+
     /// Waits for a checkpoint in progress and stops the thread (shutdown).
     pub fn stop_checkpointer(&mut self) {
         self.checkpointer = None;
@@ -229,6 +235,41 @@ mod tests {
         assert_eq!(sync(&store), 1);
         store.relaxed_commits(false).unwrap();
         assert_eq!(sync(&store), 2);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn back_to_back_commits_let_the_wal_start_over_past_its_limit() {
+        let dir = std::env::temp_dir().join(format!("cairn-store-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("cairn.db");
+        let mut store = Store::open(&db).unwrap();
+        let limit = 2000;
+        store.checkpointer =
+            Some(checkpoint::Checkpointer::with_restart_at(&db, &mut store.conn, limit).unwrap());
+        store.conn.execute_batch("CREATE TABLE scratch (b BLOB)").unwrap();
+        let wal = store.wal_file().unwrap().to_path_buf();
+        let mut largest = 0;
+        // 40 commits of ~300 pages each, as the committer makes them: 12,000
+        // frames if the WAL never started over.
+        for _ in 0..40 {
+            if let Some(backlog) = store.wal_backlog() {
+                smol::block_on(backlog.copied());
+            }
+            store
+                .conn
+                .execute_batch(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+                     INSERT INTO scratch SELECT zeroblob(4000) FROM n;",
+                )
+                .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        let frames = largest / (4096 + 24);
+        assert!(frames < (limit as u64) + 400, "the WAL grew to {frames} frames");
+        store.stop_checkpointer();
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
