@@ -24,6 +24,9 @@ pub const MAX_FUTURE_S: i64 = 300;
 pub struct Item {
     pub ts: i64,
     pub sample: Sample,
+    /// Per-mount and per-interface figures; left empty for a batch's
+    /// snapshot whose 5-minute bucket an earlier one of the request opened
+    /// (`batch_item`), except the newest, whose mounts the alerts read.
     pub disks: Vec<DiskSample>,
     pub nets: Vec<NetSample>,
     /// The snapshot as the node's "latest" (JSON text). `None` for the
