@@ -9,7 +9,7 @@
 //! parsers produce and costs about as much per snapshot as parsing it. On
 //! two cores, a second parser only took the executor's core from it: under
 //! a backfill the executor waited for a core 38 % of the time, and one
-//! parser stored 106–149 k snapshots/s where two stored 93–111 k
+//! parser stored 106–149 k snapshots/s where two stored 68–111 k
 //! (docs/BENCHMARKS.md §1). More than two only add memory.
 //!
 //! Why threads of their own: parsing used to run on smol's blocking pool
