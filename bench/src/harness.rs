@@ -253,20 +253,26 @@ impl Poster {
             };
             stream.write_all(request).map_err(|e| format!("sending: {e}"))?;
             self.buf.clear();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
+            let buf = &mut self.buf;
+            // Appends what the next read brings; a closed connection is an error.
+            let mut read_more = |buf: &mut Vec<u8>| -> Res<()> {
+                let mut chunk = [0u8; 4096];
                 let n = stream
                     .read(&mut chunk)
                     .map_err(|e| format!("reading the reply: {e}"))?;
                 if n == 0 {
                     return Err("the server closed the connection".to_string());
                 }
-                self.buf.extend_from_slice(&chunk[..n]);
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(())
             };
-            let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|e| e.to_string())?;
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                read_more(buf)?;
+            };
+            let head = std::str::from_utf8(&buf[..head_end]).map_err(|e| e.to_string())?;
             let status: u16 = head
                 .split(' ')
                 .nth(1)
@@ -282,16 +288,10 @@ impl Poster {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
             let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-            while self.buf.len() < head_end + length {
-                let n = stream
-                    .read(&mut chunk)
-                    .map_err(|e| format!("reading the reply: {e}"))?;
-                if n == 0 {
-                    return Err("the server closed the connection mid-reply".to_string());
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
+            while buf.len() < head_end + length {
+                read_more(buf)?;
             }
-            let body = String::from_utf8_lossy(&self.buf[head_end..head_end + length]).into_owned();
+            let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
             Ok((status, body, close))
         })();
         match result {

@@ -659,20 +659,7 @@ mod tests {
     fn pending(node: &str, stamps: &[i64]) -> Pending {
         let items = stamps
             .iter()
-            .map(|&ts| {
-                let snap = Snapshot {
-                    timestamp: clock::rfc3339(ts),
-                    disks: vec![cairn_wire::Disk {
-                        mount: "/".into(),
-                        total_bytes: 100,
-                        used_bytes: 40,
-                        used_percent: 40.0,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                };
-                to_item(snap, Detail::Modelled, "", NOW).unwrap()
-            })
+            .map(|&ts| to_item(with_rows(ts), Detail::Modelled, "", NOW).unwrap())
             .collect();
         Pending {
             node_id: node.into(),
