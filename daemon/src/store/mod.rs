@@ -221,6 +221,15 @@ fn restrict_permissions(path: &Path) {
 mod tests {
     use super::*;
 
+    /// An empty directory of this test's own, and the database path in it.
+    fn fresh_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cairn-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("cairn.db");
+        (dir, db)
+    }
+
     #[test]
     fn only_a_relaxed_commit_skips_its_fsync_and_the_wal_is_known() {
         let dir = std::env::temp_dir().join(format!("cairn-store-relaxed-{}", std::process::id()));
@@ -241,10 +250,7 @@ mod tests {
 
     #[test]
     fn back_to_back_commits_let_the_wal_start_over_past_its_limit() {
-        let dir = std::env::temp_dir().join(format!("cairn-store-restart-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("cairn.db");
+        let (dir, db) = fresh_db("restart");
         let mut store = Store::open(&db).unwrap();
         let limit = 2000;
         store.checkpointer =
@@ -276,10 +282,7 @@ mod tests {
 
     #[test]
     fn a_full_wal_is_checkpointed_by_the_background_thread() {
-        let dir = std::env::temp_dir().join(format!("cairn-store-ckpt-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("cairn.db");
+        let (dir, db) = fresh_db("ckpt");
         let mut store = Store::open(&db).unwrap();
         let auto = |s: &Store| -> i64 {
             s.conn
