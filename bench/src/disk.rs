@@ -398,8 +398,9 @@ fn written(store: &mut Store, f: impl FnOnce(&mut Store) -> Res<()>) -> Res<f64>
 /// Stores one request the way engine::ingest does.
 fn store_request(store: &mut Store, id: &str, items: &[Item]) -> Res<()> {
     let err = |e: rusqlite::Error| e.to_string();
+    let seq = store.sample_node(id).map_err(err)?;
     for it in items {
-        if insert_item(store, id, it).map_err(err)?.is_some() {
+        if insert_item(store, id, seq, it).map_err(err)?.is_some() {
             store.mark_rollup_dirty(id, it.ts).map_err(err)?;
         }
     }

@@ -409,8 +409,10 @@ fn raw_ceiling(
         store.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         for (id, items) in &chunk {
             let mut oldest: Option<i64> = None;
+            // Once per request, as engine::ingest looks it up.
+            let seq = store.sample_node(id).map_err(err)?;
             for it in items {
-                if let Some(written) = insert_item(&mut store, id, it).map_err(err)? {
+                if let Some(written) = insert_item(&mut store, id, seq, it).map_err(err)? {
                     stored += 1;
                     rows += written;
                     oldest = Some(oldest.map_or(it.ts, |t| t.min(it.ts)));

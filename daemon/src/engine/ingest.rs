@@ -451,15 +451,16 @@ fn store_batch(store: &mut Store, batch: &[Pending], isolate: bool) -> rusqlite:
 
 /// Stores one snapshot's rows: the sample, plus the per-disk and
 /// per-interface rows when the node's 5-minute detail bucket wants them.
-/// Returns the rows written, or `None` for a duplicate (same node and second).
-pub fn insert_item(store: &mut Store, node_id: &str, item: &Item) -> rusqlite::Result<Option<u64>> {
+/// `seq` is the node's number (`Store::sample_node`). Returns the rows
+/// written, or `None` for a duplicate (same node and second).
+pub fn insert_item(store: &mut Store, node_id: &str, seq: i64, item: &Item) -> rusqlite::Result<Option<u64>> {
     let (disks, nets) = if store.wants_detail(node_id, item.ts) {
         (&item.disks[..], &item.nets[..])
     } else {
         (&[][..], &[][..])
     };
     Ok(store
-        .insert_sample(node_id, &item.sample, disks, nets)?
+        .insert_sample(node_id, seq, &item.sample, disks, nets)?
         .then(|| 1 + (disks.len() + nets.len()) as u64))
 }
 
@@ -472,8 +473,9 @@ fn store_items(
     let (mut new, mut dup) = (0, 0);
     let mut newest: Option<usize> = None;
     let mut oldest_new: Option<i64> = None;
+    let seq = store.sample_node(node_id)?;
     for (j, item) in items.iter().enumerate() {
-        if insert_item(store, node_id, item)?.is_some() {
+        if insert_item(store, node_id, seq, item)?.is_some() {
             new += 1;
             oldest_new = Some(oldest_new.map_or(item.ts, |t| t.min(item.ts)));
             // A re-sent duplicate never replaces what was stored first.

@@ -146,37 +146,58 @@ impl Store {
             .optional()
     }
 
-    /// Inserts one snapshot's rows; false if (node, ts) was already stored.
+    /// The node's number in raw sample keys (`insert_sample` takes it), or
+    /// the error a missing node gave when samples had a foreign key.
+    pub fn sample_node(&self, node_id: &str) -> rusqlite::Result<i64> {
+        self.node_seq(node_id)?.ok_or_else(|| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!("no node '{node_id}' to store samples for")),
+            )
+        })
+    }
+
+    /// Inserts one snapshot's rows for the node numbered `seq`
+    /// (`sample_node`, looked up once per request); false if (node, ts) was
+    /// already stored.
     pub fn insert_sample(
+        &self,
+        node_id: &str,
+        seq: i64,
+        s: &Sample,
+        disks: &[DiskSample],
+        nets: &[NetSample],
+    ) -> rusqlite::Result<bool> {
+        // One row of VALUES, not `INSERT … SELECT … FROM node_seq`: SQLite
+        // gives a statement that may write several rows a statement journal,
+        // which copied the 4 KiB page each row went into (10-15 % of the
+        // executor in a backfill, BENCHMARKS §1 "Stop 20").
+        const _: () = assert!(TS_SHIFT == 24, "INSERT_SAMPLE spells the shift out");
+        const INSERT_SAMPLE: &str = "INSERT OR IGNORE INTO samples (ts_node, cpu, memory, swap, load1, load5,
+                 load15, disk, temperature, net_rx, net_tx, disk_read, disk_write, detail)
+             VALUES ((?1 << 24) | ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+        let mut st = self.conn.prepare_cached(INSERT_SAMPLE)?;
+        let v = &s.values;
+        let detail = sample_detail(disks, nets);
+        let inserted = st.execute(params![
+            s.ts, seq, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], detail
+        ])? > 0;
+        if inserted {
+            self.note_tail(node_id, s.ts);
+        }
+        Ok(inserted)
+    }
+
+    /// `insert_sample` with the node's number looked up, for tests.
+    #[cfg(test)]
+    pub fn insert_sample_of(
         &self,
         node_id: &str,
         s: &Sample,
         disks: &[DiskSample],
         nets: &[NetSample],
     ) -> rusqlite::Result<bool> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO samples (ts_node, cpu, memory, swap, load1, load5, load15, disk,
-                 temperature, net_rx, net_tx, disk_read, disk_write, detail)
-             SELECT (?2 << {TS_SHIFT}) | seq, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
-             FROM node_seq WHERE node_id = ?1"
-        ))?;
-        let v = &s.values;
-        let detail = sample_detail(disks, nets);
-        let inserted = st.execute(params![
-            node_id, s.ts, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], detail
-        ])? > 0;
-        if !inserted {
-            if self.node_seq(node_id)?.is_none() {
-                // What the foreign key said before samples were keyed by number.
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
-                    Some(format!("no node '{node_id}' to store samples for")),
-                ));
-            }
-            return Ok(false);
-        }
-        self.note_tail(node_id, s.ts);
-        Ok(true)
+        self.insert_sample(node_id, self.sample_node(node_id)?, s, disks, nets)
     }
 
     /// History of `metrics` (indexes into METRICS) for [from, to) with at
@@ -537,8 +558,9 @@ mod tests {
             rx: 1.5,
             tx: 2.5,
         }];
-        s.insert_sample("n1", &sample(100, 1.0), &disks, &nets).unwrap();
-        s.insert_sample("n1", &sample(130, 1.0), &[], &[]).unwrap();
+        s.insert_sample_of("n1", &sample(100, 1.0), &disks, &nets)
+            .unwrap();
+        s.insert_sample_of("n1", &sample(130, 1.0), &[], &[]).unwrap();
         let rows: Vec<Option<String>> = s
             .conn
             .prepare("SELECT detail FROM samples ORDER BY ts_node")
@@ -559,8 +581,18 @@ mod tests {
     #[test]
     fn duplicate_timestamps_are_ignored() {
         let s = store_with_node();
-        assert!(s.insert_sample("n1", &sample(100, 1.0), &[], &[]).unwrap());
-        assert!(!s.insert_sample("n1", &sample(100, 2.0), &[], &[]).unwrap());
+        assert!(s.insert_sample_of("n1", &sample(100, 1.0), &[], &[]).unwrap());
+        assert!(!s.insert_sample_of("n1", &sample(100, 2.0), &[], &[]).unwrap());
+        assert_eq!(s.sample_count("n1").unwrap(), 1);
+    }
+
+    #[test]
+    fn samples_of_an_unknown_node_are_refused_naming_it() {
+        let s = store_with_node();
+        let e = s.insert_sample_of("gone", &sample(100, 1.0), &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("no node 'gone'"), "{e}");
+        // The refusal leaves the store as it was.
+        assert!(s.insert_sample_of("n1", &sample(100, 1.0), &[], &[]).unwrap());
         assert_eq!(s.sample_count("n1").unwrap(), 1);
     }
 
@@ -569,7 +601,7 @@ mod tests {
         let s = store_with_node();
         let now = 1_000_000;
         for i in 0..3000 {
-            s.insert_sample("n1", &sample(now - 3000 * 10 + i * 10, (i % 10) as f64), &[], &[])
+            s.insert_sample_of("n1", &sample(now - 3000 * 10 + i * 10, (i % 10) as f64), &[], &[])
                 .unwrap();
         }
         let h = s.history("n1", &[0], now - 30_000, now, 1000, now).unwrap();
@@ -589,7 +621,7 @@ mod tests {
         let mut s = store_with_node();
         let now = 10 * 86400;
         for ts in (now - 26 * 3600..now).step_by(30) {
-            s.insert_sample("n1", &sample(ts, 50.0), &[], &[]).unwrap();
+            s.insert_sample_of("n1", &sample(ts, 50.0), &[], &[]).unwrap();
         }
         s.roll_up(now).unwrap();
         // 24 h in at most 1,000 points needs 87 s per point: from 1-minute
@@ -611,9 +643,9 @@ mod tests {
         }
         let now = 10 * 86400;
         for ts in (now - 6 * 3600..now).step_by(30) {
-            s.insert_sample("n1", &sample(ts, (ts % 97) as f64), &[], &[])
+            s.insert_sample_of("n1", &sample(ts, (ts % 97) as f64), &[], &[])
                 .unwrap();
-            s.insert_sample("n2", &sample(ts + 7, (ts % 13) as f64), &[], &[])
+            s.insert_sample_of("n2", &sample(ts + 7, (ts % 13) as f64), &[], &[])
                 .unwrap();
         }
         // Rolled up to 40 minutes ago: the rest is read from the raw tail.

@@ -566,7 +566,7 @@ mod tests {
         let now = 10 * 86400;
         // Six hours of samples every 30 s, cpu = minute-of-hour.
         for ts in (now - 6 * 3600..now).step_by(30) {
-            s.insert_sample("n1", &cpu(ts, ((ts / 60) % 60) as f64), &[], &[])
+            s.insert_sample_of("n1", &cpu(ts, ((ts / 60) % 60) as f64), &[], &[])
                 .unwrap();
         }
         s.roll_up(now).unwrap();
@@ -585,7 +585,7 @@ mod tests {
 
         // A gap filled later (backfill) lands in the rollups after the next pass.
         let old = now - 3 * 3600 + 15;
-        s.insert_sample("n1", &cpu(old, 1000.0), &[], &[]).unwrap();
+        s.insert_sample_of("n1", &cpu(old, 1000.0), &[], &[]).unwrap();
         s.mark_rollup_dirty("n1", old).unwrap();
         s.roll_up(now + 60).unwrap();
         let seq = s.node_seq("n1").unwrap().unwrap();
@@ -610,9 +610,9 @@ mod tests {
     fn retention_drops_old_rows_per_level() {
         let s = setup();
         let now = 100 * 86400;
-        s.insert_sample("n1", &cpu(now - 3 * 86400, 1.0), &[], &[])
+        s.insert_sample_of("n1", &cpu(now - 3 * 86400, 1.0), &[], &[])
             .unwrap();
-        s.insert_sample("n1", &cpu(now - 60, 1.0), &[], &[]).unwrap();
+        s.insert_sample_of("n1", &cpu(now - 60, 1.0), &[], &[]).unwrap();
         assert_eq!(s.apply_retention(now).unwrap(), 1);
         assert_eq!(s.sample_count("n1").unwrap(), 1);
     }
@@ -647,7 +647,7 @@ mod tests {
         let mut s = setup();
         let now = 10 * 86400;
         for ts in (now - 3 * 3600..now).step_by(30) {
-            s.insert_sample("n1", &cpu(ts, 1.0), &[], &[]).unwrap();
+            s.insert_sample_of("n1", &cpu(ts, 1.0), &[], &[]).unwrap();
         }
         s.roll_up(now).unwrap();
         let blocks = |s: &Store| -> i64 {

@@ -158,9 +158,9 @@ mod tests {
             .unwrap();
         let now = 10 * 86400;
         for ts in (now - 6 * 3600..now - 600).step_by(30) {
-            s.insert_sample("n1", &sample(ts, (ts % 89) as f64), &[], &[])
+            s.insert_sample_of("n1", &sample(ts, (ts % 89) as f64), &[], &[])
                 .unwrap();
-            s.insert_sample("n2", &sample(ts + 3, (ts % 7) as f64), &[], &[])
+            s.insert_sample_of("n2", &sample(ts + 3, (ts % 7) as f64), &[], &[])
                 .unwrap();
         }
         s.roll_up(now - 1800).unwrap();
@@ -169,10 +169,10 @@ mod tests {
         // Live samples, a backfilled one in the middle of the tail, a
         // duplicate, and one behind the watermark.
         for ts in (now - 600..now).step_by(30) {
-            s.insert_sample("n1", &sample(ts + 1, 60.0), &[], &[]).unwrap();
+            s.insert_sample_of("n1", &sample(ts + 1, 60.0), &[], &[]).unwrap();
         }
         for ts in [now - 905, now - 601 + 1, now - 7200 + 13] {
-            s.insert_sample("n1", &sample(ts, 99.0), &[], &[]).unwrap();
+            s.insert_sample_of("n1", &sample(ts, 99.0), &[], &[]).unwrap();
         }
         let (_, listed) = s.tail_times("n1", 0, now).unwrap();
         assert!(listed.contains(&(now - 905)) && !listed.contains(&(now - 7200 + 13)));
