@@ -13,6 +13,7 @@ Prints "PASS <arch> ..." / "FAIL <arch> ..." lines; exits 1 if any failed.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -127,6 +128,11 @@ def main():
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
+    # Reached only without an exception: a crash keeps the directory too.
+    if failed:
+        print(f"kept {tmp} (data dir and logs) for a look")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 

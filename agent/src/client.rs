@@ -209,7 +209,7 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
         });
         let ca = temp_file("client", ISRG_ROOT_X1);
-        let client = Client::new(&format!("https://127.0.0.1:{port}"), Some(&ca)).unwrap();
+        let client = Client::new(&format!("https://127.0.0.1:{port}"), Some(&*ca)).unwrap();
         let req = EnrollRequest {
             code: "x".into(),
             hostname: "h".into(),

@@ -117,12 +117,31 @@ emyPxgcYxn/eR44/KJ4EBs+lVDR3veyJm+kXQ99b21/+jh5Xos1AnX5iItreGCc=
 -----END CERTIFICATE-----
 ";
 
-    pub(crate) fn temp_file(name: &str, text: &str) -> PathBuf {
+    /// A CA file in a directory of its own, removed when the test is done.
+    pub(crate) struct TempCa {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl std::ops::Deref for TempCa {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    impl Drop for TempCa {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub(crate) fn temp_file(name: &str, text: &str) -> TempCa {
         let dir = std::env::temp_dir().join(format!("cairn-trust-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("ca.pem");
-        std::fs::write(&p, text).unwrap();
-        p
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, text).unwrap();
+        TempCa { dir, path }
     }
 
     #[test]
@@ -163,7 +182,7 @@ emyPxgcYxn/eR44/KJ4EBs+lVDR3veyJm+kXQ99b21/+jh5Xos1AnX5iItreGCc=
     #[test]
     fn builds_a_config_from_a_ca_file() {
         let p = temp_file("cfg", ISRG_ROOT_X1);
-        let cfg = tls_config(Some(&p)).unwrap();
+        let cfg = tls_config(Some(&*p)).unwrap();
         assert!(matches!(cfg.root_certs(), ureq::tls::RootCerts::Specific(c) if c.len() == 1));
     }
 }
