@@ -22,6 +22,8 @@
 //! in the same order, 1000 per transaction, storing the rows the daemon
 //! stores. Two variants: rows only (`insert_sample`) and the full store work
 //! of a request (plus rollup dirty marks, system info, latest snapshot).
+//! The rows-only ceiling, which the target compares against, is the median
+//! of `CEILING_PASSES` passes.
 
 use crate::harness::*;
 use cairnd::engine::ingest::{insert_item, to_item, Detail, Item};
@@ -38,6 +40,8 @@ const BATCH: usize = 50;
 const SINGLE_MAX: usize = 400;
 const BATCH_MAX: usize = 100;
 const PER_COMMIT: usize = 1000;
+/// Passes of the rows-only ceiling; the ratio uses the median.
+const CEILING_PASSES: usize = 3;
 /// Request bodies built ahead of a phase, all client threads together.
 const PREBUILT_BYTES: usize = 1600 << 20;
 
@@ -322,11 +326,22 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
         for full in [false, true] {
             let variant = if full { "store_path" } else { "rows_only" };
             let db = dir.join(format!("raw-{name}-{variant}.db"));
-            let (snaps, rows, took) = raw_ceiling(&db, &ids, wm, reqs, full)?;
+            // The ceiling waits for each commit's fsync, whose time on this
+            // VM's disk moved it by a fifth from run to run: the target
+            // compares against the median of several passes.
+            let passes = if full { 1 } else { CEILING_PASSES };
+            let mut runs = Vec::with_capacity(passes);
+            for _ in 0..passes {
+                runs.push(raw_ceiling(&db, &ids, wm, reqs, full)?);
+            }
+            runs.sort_by_key(|&(_, _, took)| took);
+            let (snaps, rows, took) = runs[runs.len() / 2];
             let raw = snaps as f64 / took.as_secs_f64();
+            let times: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.2.as_secs_f64())).collect();
             println!(
-                "  raw {name} {variant}: {snaps} snapshots ({rows} rows) in {:.2} s, {PER_COMMIT} per commit",
-                took.as_secs_f64()
+                "  raw {name} {variant}: {snaps} snapshots ({rows} rows) in {:.2} s (passes: {} s), {PER_COMMIT} per commit",
+                took.as_secs_f64(),
+                times.join(" / ")
             );
             r.info(
                 &format!("ingest.raw.{name}.{variant}.snapshots_per_s"),

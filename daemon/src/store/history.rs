@@ -589,7 +589,9 @@ mod tests {
     #[test]
     fn samples_of_an_unknown_node_are_refused_naming_it() {
         let s = store_with_node();
-        let e = s.insert_sample_of("gone", &sample(100, 1.0), &[], &[]).unwrap_err();
+        let e = s
+            .insert_sample_of("gone", &sample(100, 1.0), &[], &[])
+            .unwrap_err();
         assert!(e.to_string().contains("no node 'gone'"), "{e}");
         // The refusal leaves the store as it was.
         assert!(s.insert_sample_of("n1", &sample(100, 1.0), &[], &[]).unwrap());
