@@ -293,3 +293,33 @@ fn concurrent_ingests_are_all_acknowledged_and_all_stored() {
         );
     }
 }
+
+#[test]
+fn idle_connections_close_early_but_a_request_once_begun_gets_the_io_timeout() {
+    let d = Daemon::start();
+    let health = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // A keep-alive connection is answered, then closed once idle, well
+    // before the 10 s a silent client gets in the middle of a request.
+    let mut idle = connect(&d);
+    idle.write_all(health).expect("writing a request");
+    let r = read_response(&mut idle).expect("the answer");
+    assert_eq!(r.status, 200, "{}", r.text);
+    idle.set_read_timeout(Some(Duration::from_secs(7)))
+        .expect("read timeout");
+    let mut b = [0u8; 16];
+    match idle.read(&mut b) {
+        Ok(0) => {}
+        other => panic!("an idle keep-alive connection was not closed within 7 s: {other:?}"),
+    }
+
+    // A request that pauses for longer than the idle limit once it has
+    // begun is still read and answered.
+    let mut slow = connect(&d);
+    let (begun, rest) = health.split_at(10);
+    slow.write_all(begun).expect("writing the start of a request");
+    std::thread::sleep(Duration::from_secs(3));
+    slow.write_all(rest).expect("writing the rest after a pause");
+    let r = read_response(&mut slow).expect("the answer after a pause");
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -71,6 +71,12 @@ pub struct FrontLimits {
     pub max_connections: usize,
     /// Socket read/write timeout: how long a peer may stay silent.
     pub io_timeout: Duration,
+    /// How long a connection may wait for its next request (a new one, for
+    /// its first). Each open connection holds a thread and counts against
+    /// `max_connections`; an agent posts every 30 s, so a connection it
+    /// keeps alive is never reused, and at the 10 s I/O timeout 500 agents
+    /// would hold ~170 such connections open at any time.
+    pub idle_timeout: Duration,
     /// Total time allowed to receive one request body.
     pub body_deadline: Duration,
 }
@@ -81,6 +87,7 @@ impl Default for FrontLimits {
             max_body_bytes: 1024 * 1024,
             max_connections: 512,
             io_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(2),
             body_deadline: Duration::from_secs(30),
         }
     }
@@ -99,6 +106,7 @@ impl Front {
         let server_limits = tiny_http::ServerLimits {
             max_connections: limits.max_connections,
             read_timeout: Some(limits.io_timeout),
+            idle_timeout: Some(limits.idle_timeout),
             write_timeout: Some(limits.io_timeout),
             ..tiny_http::ServerLimits::default()
         };

@@ -6,9 +6,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{IdleRead, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,6 +36,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // cairn patch: raised while waiting for a request's first line (see `IdleRead`)
+    idle: Option<Arc<IdleRead>>,
 }
 
 // cairn patch: bound on a request's head (request line and headers), which was unbounded:
@@ -52,12 +57,19 @@ enum ReadError {
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
+    ///
+    /// cairn patch: `idle`, if any, gives the wait for each request's first line its own
+    /// read timeout.
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        idle: Option<Arc<IdleRead>>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        if let Some(idle) = &idle {
+            read_socket.set_idle(idle.clone());
+        }
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -69,6 +81,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            idle,
         }
     }
 
@@ -115,6 +128,13 @@ impl ClientConnection {
         }
     }
 
+    // cairn patch: see `IdleRead`
+    fn set_idle(&self, waiting: bool) {
+        if let Some(idle) = &self.idle {
+            idle.waiting.store(waiting, Ordering::Relaxed);
+        }
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
@@ -134,9 +154,11 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self
-                    .read_next_line(&mut head_budget)
-                    .map_err(ReadError::ReadIoError)?;
+                // cairn patch: waiting for it is idling (see `IdleRead`)
+                self.set_idle(true);
+                let line = self.read_next_line(&mut head_budget);
+                self.set_idle(false);
+                let line = line.map_err(ReadError::ReadIoError)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion

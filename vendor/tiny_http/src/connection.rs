@@ -118,6 +118,16 @@ impl Connection {
         }
     }
 
+    // cairn patch: the read timeout alone, switched around a keep-alive connection's wait
+    // for its next request (see `ServerLimits::idle_timeout`).
+    pub(crate) fn set_read_timeout(&self, read: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(read),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(read),
+        }
+    }
+
     // cairn patch: used to drain a rejected ("busy") connection without blocking.
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
         match self {

@@ -213,6 +213,11 @@ pub struct ServerLimits {
     /// without a response. It is not a deadline for a whole request: a client trickling
     /// bytes faster than this keeps its connection (`max_connections` bounds the damage).
     pub read_timeout: Option<Duration>,
+    /// Read timeout of a connection waiting for the first byte of a request: a new
+    /// connection, or a keep-alive one between requests (`None` here: `read_timeout`). A
+    /// server with a thread per connection keeps this short, so that idle connections do
+    /// not hold one each. Once a request has begun, `read_timeout` applies.
+    pub idle_timeout: Option<Duration>,
     /// Write timeout of each client socket (`None`: wait forever), per write. A response
     /// whose write fails is cut short and its connection shut down.
     pub write_timeout: Option<Duration>,
@@ -240,6 +245,7 @@ impl Default for ServerLimits {
         ServerLimits {
             max_connections: 256,
             read_timeout: Some(Duration::from_secs(15)),
+            idle_timeout: None,
             write_timeout: Some(Duration::from_secs(15)),
             busy_response: busy_response.into_bytes(),
         }
@@ -252,6 +258,7 @@ impl ServerLimits {
         ServerLimits {
             max_connections: usize::MAX,
             read_timeout: None,
+            idle_timeout: None,
             write_timeout: None,
             busy_response: Vec::new(),
         }
@@ -520,7 +527,12 @@ impl Server {
                         continue;
                     }
                 };
-                let client = ClientConnection::new(write_closable, read_closable);
+                // cairn patch: see `ServerLimits::idle_timeout`
+                let idle = limits
+                    .idle_timeout
+                    .filter(|&t| Some(t) != limits.read_timeout)
+                    .map(|t| util::IdleRead::new(Some(t), limits.read_timeout));
+                let client = ClientConnection::new(write_closable, read_closable, idle);
 
                 let messages = inside_messages.clone();
                 let mut client = Some(client);

@@ -402,3 +402,37 @@ fn unix_socket_clients_get_the_read_timeout_too() {
     );
     drop(server); // removes the socket file
 }
+
+#[test]
+fn idle_timeout_closes_a_waiting_connection_but_not_a_begun_request() {
+    // The read timeout is longer than every wait here, so a close within the
+    // deadline can only come from the idle timeout.
+    let server = TestServer::ok(ServerLimits {
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..limits(16, Duration::from_secs(30))
+    });
+
+    // Answered, then closed while waiting for a next request.
+    let mut kept = connect(server.addr);
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let answer = read_until_closed(&mut kept);
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("ok"),
+        "{:?}",
+        answer
+    );
+
+    // A new connection that never sends is closed too.
+    let mut silent = connect(server.addr);
+    assert_eq!(read_until_closed(&mut silent), "");
+
+    // A request that pauses after its first bytes for longer than the idle
+    // timeout gets the read timeout, and its answer.
+    let mut slow = connect(server.addr);
+    slow.write_all(b"GET / HT").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    slow.write_all(b"TP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{:?}", answer);
+}

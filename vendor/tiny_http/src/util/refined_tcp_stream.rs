@@ -1,8 +1,9 @@
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -33,6 +34,15 @@ impl From<Connection> for Stream {
 impl Stream {
     // cairn patch: fallible clone; `Clone` panics when dup() fails (EMFILE under a
     // connection flood), which used to kill the accept thread.
+    // cairn patch: see `IdleRead`. A TLS stream keeps its one timeout.
+    fn set_read_timeout(&self, read: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(read),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
     fn try_clone(&self) -> IoResult<Self> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
@@ -113,6 +123,27 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// cairn patch: the read timeout of a connection waiting for its next request, when it
+/// differs from the one for reads within a request (`ServerLimits::idle_timeout`). The
+/// client connection raises `waiting` before it reads a request's first line and lowers it
+/// after; a socket read made while it is up uses `idle`, then `normal` is put back, and
+/// the first byte read lowers it (the rest of a trickled request line gets `normal`).
+pub(crate) struct IdleRead {
+    pub(crate) waiting: AtomicBool,
+    idle: Option<Duration>,
+    normal: Option<Duration>,
+}
+
+impl IdleRead {
+    pub(crate) fn new(idle: Option<Duration>, normal: Option<Duration>) -> Arc<IdleRead> {
+        Arc::new(IdleRead {
+            waiting: AtomicBool::new(false),
+            idle,
+            normal,
+        })
+    }
+}
+
 pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
@@ -123,9 +154,16 @@ pub struct RefinedTcpStream {
     // stream position is then unknown (possibly mid-body), so every later read fails too
     // and the connection is dropped instead of parsing leftover body bytes as a request.
     read_failed: bool,
+    // cairn patch: see `IdleRead`; only on the read half.
+    idle: Option<Arc<IdleRead>>,
 }
 
 impl RefinedTcpStream {
+    /// cairn patch: reads made while `idle.waiting` is up use its idle timeout.
+    pub(crate) fn set_idle(&mut self, idle: Arc<IdleRead>) {
+        self.idle = Some(idle);
+    }
+
     // cairn patch: returns an error instead of panicking when the socket can't be cloned,
     // and takes the connection's `ConnectionGuard`.
     pub(crate) fn new<S>(
@@ -144,6 +182,7 @@ impl RefinedTcpStream {
             close_read: true,
             close_write: false,
             read_failed: false,
+            idle: None,
             _guard: guard.clone(),
         };
 
@@ -152,6 +191,7 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: true,
             read_failed: false,
+            idle: None,
             _guard: guard,
         };
 
@@ -190,7 +230,22 @@ impl Read for RefinedTcpStream {
                 "an earlier read on this connection failed",
             ));
         }
+        // cairn patch: see `IdleRead`. A failed switch only leaves the other timeout.
+        let idle = self
+            .idle
+            .as_ref()
+            .filter(|i| i.idle != i.normal && i.waiting.load(Ordering::Relaxed));
+        if let Some(i) = idle {
+            let _ = self.stream.set_read_timeout(i.idle);
+        }
         let result = self.stream.read(buf);
+        if let Some(i) = idle {
+            let _ = self.stream.set_read_timeout(i.normal);
+            // Once a request has begun, its client is no longer idle.
+            if matches!(result, Ok(n) if n > 0) {
+                i.waiting.store(false, Ordering::Relaxed);
+            }
+        }
         if matches!(&result, Err(e) if e.kind() != ErrorKind::Interrupted) {
             self.read_failed = true;
         }
