@@ -232,10 +232,8 @@ mod tests {
 
     #[test]
     fn only_a_relaxed_commit_skips_its_fsync_and_the_wal_is_known() {
-        let dir = std::env::temp_dir().join(format!("cairn-store-relaxed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("cairn.db")).unwrap();
+        let (dir, db) = fresh_db("relaxed");
+        let store = Store::open(&db).unwrap();
         let sync = |s: &Store| -> i64 { s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
         assert_eq!(sync(&store), 2, "FULL by default");
         assert_eq!(store.wal_file(), Some(dir.join("cairn.db-wal").as_path()));

@@ -34,20 +34,20 @@ impl From<Connection> for Stream {
 impl Stream {
     // cairn patch: fallible clone; `Clone` panics when dup() fails (EMFILE under a
     // connection flood), which used to kill the accept thread.
+    fn try_clone(&self) -> IoResult<Self> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
+        }
+    }
+
     // cairn patch: see `IdleRead`. A TLS stream keeps its one timeout.
     fn set_read_timeout(&self, read: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(read),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(_) => Ok(()),
-        }
-    }
-
-    fn try_clone(&self) -> IoResult<Self> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
         }
     }
 
@@ -135,6 +135,7 @@ pub(crate) struct IdleRead {
 }
 
 impl IdleRead {
+    /// Made only when `idle` differs from `normal` (the accept loop checks).
     pub(crate) fn new(idle: Option<Duration>, normal: Option<Duration>) -> Arc<IdleRead> {
         Arc::new(IdleRead {
             waiting: AtomicBool::new(false),
@@ -234,7 +235,7 @@ impl Read for RefinedTcpStream {
         let idle = self
             .idle
             .as_ref()
-            .filter(|i| i.idle != i.normal && i.waiting.load(Ordering::Relaxed));
+            .filter(|i| i.waiting.load(Ordering::Relaxed));
         if let Some(i) = idle {
             let _ = self.stream.set_read_timeout(i.idle);
         }
