@@ -439,3 +439,73 @@ fn node_status_and_summary_survive_kill_9_before_the_latest_flush() {
     assert_eq!(n["summary"]["cpu"], 22.0, "{n}");
     assert_eq!(n["status"], "online");
 }
+
+#[test]
+fn the_node_list_pages_and_shows_each_nodes_summary_but_not_its_snapshot() {
+    let d = Daemon::start_with(DaemonOpts {
+        local_agent: false,
+        ..Default::default()
+    });
+    let c = &d.client;
+    let admin = d.admin();
+    let mut ids = Vec::new();
+    for (i, host) in ["list-a", "list-b", "list-c"].iter().enumerate() {
+        let (id, agent) = d.enroll(&admin, host);
+        let r = c.post(
+            "/api/v1/agent/ingest",
+            Some(&agent),
+            &snapshot(now() - 30, 10.0 + i as f64),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(id);
+    }
+    let page = |q: &str| c.get(&format!("/api/v1/nodes?{q}"), Some(&admin)).json();
+
+    let all = page("limit=1000");
+    assert_eq!(
+        (
+            all["total"].as_u64(),
+            all["limit"].as_u64(),
+            all["offset"].as_u64()
+        ),
+        (Some(3), Some(1000), Some(0))
+    );
+    let names: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["list-a", "list-b", "list-c"], "by name");
+    let b = &all["data"][1];
+    assert_eq!(b["id"], ids[1].as_str());
+    assert_eq!(
+        (b["status"].as_str(), b["online"].as_bool()),
+        (Some("online"), Some(true))
+    );
+    assert_eq!(b["summary"]["cpu"], 11.0);
+    assert_eq!(b["summary"]["memory"], 50.0);
+    let keys: Vec<&String> = b["summary"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 12, "every metric, null or not: {b}");
+    assert!(
+        b.get("latest").is_none(),
+        "the full snapshot is only in the detail: {b}"
+    );
+    let detail = c.get(&format!("/api/v1/nodes/{}", ids[1]), Some(&admin)).json();
+    assert_eq!(detail["latest"]["disks"][0]["mount"], "/");
+    assert_eq!(detail["summary"], b["summary"]);
+    assert_eq!(detail["last_seen"], b["last_seen"]);
+
+    let second = page("limit=2&offset=2");
+    assert_eq!(second["total"], 3);
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["data"][0]["name"], "list-c");
+    let past = page("limit=2&offset=7");
+    assert_eq!(
+        (past["total"].as_u64(), past["data"].as_array().map(Vec::len)),
+        (Some(3), Some(0))
+    );
+    let first = page("limit=1");
+    assert_eq!(first["data"].as_array().unwrap().len(), 1);
+    assert_eq!(first["data"][0]["name"], "list-a");
+}

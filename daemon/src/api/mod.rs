@@ -263,10 +263,23 @@ pub fn query_int(
 pub fn list<T: Serialize>(call: &Call, items: Vec<T>) -> ApiResult {
     let (limit, offset) = paging(call)?;
     let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
-    Ok(Reply::ok(&serde_json::json!({
-        "data": page, "total": total, "limit": limit, "offset": offset
-    })))
+    let page = items.get(offset.min(total)..).unwrap_or_default();
+    Ok(Reply::ok(&Page {
+        data: &page[..limit.min(page.len())],
+        limit,
+        offset,
+        total,
+    }))
+}
+
+/// The list envelope, written from borrowed items: `json!` would copy
+/// every item into a value tree first.
+#[derive(Serialize)]
+pub struct Page<'a, T> {
+    pub data: &'a [T],
+    pub limit: usize,
+    pub offset: usize,
+    pub total: usize,
 }
 
 /// `limit` (1..=1000, default 100) and `offset` from the query.

@@ -8,7 +8,8 @@ use crate::http::{ApiError, ApiResult, Reply};
 use crate::security;
 use crate::store::history::{Sample, METRICS};
 use crate::store::nodes::Node;
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -23,37 +24,62 @@ pub fn status(n: &Node, now: i64) -> &'static str {
     }
 }
 
-fn summary(sample: Option<&Sample>) -> Value {
-    match sample {
-        None => Value::Null,
-        Some(s) => {
-            let mut m = serde_json::Map::new();
-            for (i, name) in METRICS.iter().enumerate() {
-                m.insert((*name).into(), json!(s.values[i]));
-            }
-            Value::Object(m)
+/// The latest values by metric name, written straight from the sample.
+struct Summary<'a>(&'a Sample);
+
+impl Serialize for Summary<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // By name, as the map this replaced wrote them.
+        let mut order: [usize; METRICS.len()] = std::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| METRICS[i]);
+        let mut m = s.serialize_map(Some(METRICS.len()))?;
+        for i in order {
+            m.serialize_entry(METRICS[i], &self.0.values[i])?;
         }
+        m.end()
     }
 }
 
-fn render(n: &Node, now: i64, summary: Value) -> Value {
-    json!({
-        "id": n.id,
-        "name": n.name,
-        "hostname": n.hostname,
-        "kind": n.kind,
-        "os": n.os,
-        "arch": n.arch,
-        "agent_version": n.agent_version,
-        "labels": n.labels,
-        "location": n.location,
-        "interval_s": n.interval_s,
-        "status": status(n, now),
-        "online": status(n, now) == "online",
-        "created_at": clock::rfc3339(n.created_at),
-        "last_seen": n.last_seen.map(clock::rfc3339),
-        "summary": summary,
-    })
+/// A node as lists and detail show it. Serialised from borrowed fields (in
+/// name order): the node list of a 500-node fleet built as a value tree
+/// took 4 MB of heap each dashboard refresh.
+#[derive(Serialize)]
+struct NodeView<'a> {
+    agent_version: &'a str,
+    arch: &'a str,
+    created_at: String,
+    hostname: &'a str,
+    id: &'a str,
+    interval_s: i64,
+    kind: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    last_seen: Option<String>,
+    location: &'a str,
+    name: &'a str,
+    online: bool,
+    os: &'a str,
+    status: &'static str,
+    summary: Option<Summary<'a>>,
+}
+
+fn render<'a>(n: &'a Node, now: i64, sample: Option<&'a Sample>) -> NodeView<'a> {
+    NodeView {
+        agent_version: &n.agent_version,
+        arch: &n.arch,
+        created_at: clock::rfc3339(n.created_at),
+        hostname: &n.hostname,
+        id: &n.id,
+        interval_s: n.interval_s,
+        kind: &n.kind,
+        labels: &n.labels,
+        last_seen: n.last_seen.map(clock::rfc3339),
+        location: &n.location,
+        name: &n.name,
+        online: status(n, now) == "online",
+        os: &n.os,
+        status: status(n, now),
+        summary: sample.map(Summary),
+    }
 }
 
 pub fn find(ctx: &Ctx, id: &str) -> Result<Node, ApiError> {
@@ -64,21 +90,20 @@ pub fn find(ctx: &Ctx, id: &str) -> Result<Node, ApiError> {
 
 pub fn list(ctx: &mut Ctx, call: &Call) -> ApiResult {
     let now = clock::now();
-    let latest = ctx.store.latest_samples();
     let status_filter = call.req.query("status");
     if let Some(s) = status_filter {
         if !matches!(s, "online" | "offline" | "pending") {
             return Err(ApiError::field("status", "must be online, offline or pending"));
         }
     }
-    let nodes: Vec<Value> = ctx
-        .store
-        .nodes()?
+    let nodes = ctx.store.nodes()?;
+    let store = &ctx.store;
+    let views: Vec<NodeView> = nodes
         .iter()
         .filter(|n| status_filter.is_none_or(|s| status(n, now) == s))
-        .map(|n| render(n, now, summary(latest.get(&n.id))))
+        .map(|n| render(n, now, store.latest(&n.id).map(|l| &l.sample)))
         .collect();
-    super::list(call, nodes)
+    super::list(call, views)
 }
 
 pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
@@ -89,8 +114,8 @@ pub fn get(ctx: &mut Ctx, call: &Call) -> ApiResult {
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);
-    let summary = ctx.store.latest(&n.id).map(|l| l.sample.clone());
-    let mut v = render(&n, now, self::summary(summary.as_ref()));
+    let sample = ctx.store.latest(&n.id).map(|l| &l.sample);
+    let mut v = serde_json::to_value(render(&n, now, sample)).map_err(ApiError::internal)?;
     v["latest"] = latest;
     let open = crate::store::alerts::AlertFilter {
         open_only: true,

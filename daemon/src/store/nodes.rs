@@ -138,14 +138,20 @@ impl Store {
     /// The in-memory newest snapshot wins over the written-behind row.
     fn overlay(&self, mut n: Node) -> Node {
         if let Some(l) = self.latest(&n.id) {
-            if n.last_seen.is_none_or(|t| l.ts >= t) {
-                n.last_seen = Some(l.ts);
-                if l.json.is_some() {
-                    n.latest = l.json.clone();
-                }
+            if n.last_seen.is_none_or(|t| l.ts >= t) && l.json.is_some() {
+                n.latest = l.json.clone();
             }
         }
+        n.last_seen = self.last_seen(&n);
         n
+    }
+
+    /// The newer of the row's last_seen and the in-memory newest snapshot's.
+    fn last_seen(&self, n: &Node) -> Option<i64> {
+        match (n.last_seen, self.latest(&n.id)) {
+            (Some(t), Some(l)) => Some(t.max(l.ts)),
+            (t, l) => t.or(l.map(|l| l.ts)),
+        }
     }
 
     pub fn node_by_kind(&self, kind: &str) -> rusqlite::Result<Option<Node>> {
@@ -158,12 +164,23 @@ impl Store {
             .optional()
     }
 
+    /// Every node, without its latest snapshot (`latest` is `None`; `node`
+    /// has it): no list shows it, and for 500 nodes the texts were 0.7 MB
+    /// read, copied and freed at each dashboard refresh, which left the
+    /// daemon's heap that much bigger (docs/BENCHMARKS.md §2).
     pub fn nodes(&self) -> rusqlite::Result<Vec<Node>> {
+        let cols = NODE_COLS.replace(", latest", ", NULL");
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {NODE_COLS} FROM nodes ORDER BY name, id"))?;
+            .prepare(&format!("SELECT {cols} FROM nodes ORDER BY name, id"))?;
         let rows = st.query_map([], node_row)?;
-        rows.map(|r| r.map(|n| self.overlay(n))).collect()
+        rows.map(|r| {
+            r.map(|mut n| {
+                n.last_seen = self.last_seen(&n);
+                n
+            })
+        })
+        .collect()
     }
 
     /// The node an agent token belongs to, with the stored hash for a
