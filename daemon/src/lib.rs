@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod logger;
+pub mod open_files;
 pub mod security;
 pub mod serve;
 pub mod store;

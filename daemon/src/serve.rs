@@ -101,6 +101,7 @@ pub fn run(args: Serve) -> Result<(), String> {
     if cfg!(panic = "abort") {
         log::warn!("built with panic=abort: a handler bug would stop the daemon (release builds use profile release-daemon)");
     }
+    crate::open_files::prepare(cfg.max_connections);
     create_data_dir(&cfg.data_dir)?;
     let mut store = Store::open(&cfg.data_dir.join("cairn.db"))?;
     store.checkpoint_in_background()?;

@@ -323,3 +323,56 @@ fn idle_connections_close_early_but_a_request_once_begun_gets_the_io_timeout() {
     let r = read_response(&mut slow).expect("the answer after a pause");
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// (soft, hard) "Max open files" of a process, from /proc.
+fn open_file_limits(pid: u32) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut nums = line["Max open files".len()..].split_whitespace();
+    Some((nums.next()?.parse().ok()?, nums.next()?.parse().ok()?))
+}
+
+#[test]
+fn a_low_open_file_limit_is_raised_for_the_connection_cap() {
+    // Started under a soft limit of 300 (too few for 512 connections at two
+    // descriptors each), cairnd raises it to what the cap needs, or to the
+    // hard limit if that is lower.
+    let dir = TempDir::new("nofile");
+    let port = free_port();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 300 && exec \"$0\" \"$@\"")
+        .arg(bin("cairnd"))
+        .args([
+            "serve",
+            "--no-local-agent",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting cairnd under sh");
+    let pid = child.id();
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    poll("cairnd to answer", Duration::from_secs(30), || {
+        client
+            .try_send("GET", "/api/v1/health", &[], None)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    let (soft, hard) = open_file_limits(pid).expect("reading /proc/PID/limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        hard > 300,
+        "this machine's hard limit ({hard}) leaves nothing to test"
+    );
+    assert_eq!(
+        soft,
+        hard.min(512 * 2 + 256),
+        "soft limit after start (hard {hard})"
+    );
+}
