@@ -22,6 +22,12 @@ pub struct Raised {
     pub hard: u64,
 }
 
+/// `rlim_t` is 64 bits on the musl targets we ship, 32 on 32-bit glibc.
+#[allow(clippy::unnecessary_cast)]
+fn wide(v: libc::rlim_t) -> u64 {
+    v as u64
+}
+
 /// The soft limit `max_connections` needs.
 pub fn needed(max_connections: usize) -> u64 {
     (max_connections as u64).saturating_mul(2) + BESIDES_CONNECTIONS
@@ -41,7 +47,7 @@ pub fn raise_to(need: u64) -> Result<Raised, String> {
             std::io::Error::last_os_error()
         ));
     }
-    let (before, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+    let (before, hard) = (wide(lim.rlim_cur), wide(lim.rlim_max));
     let want = need.min(hard);
     if before >= want {
         return Ok(Raised {
@@ -92,7 +98,7 @@ mod tests {
             rlim_max: 0,
         };
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        (lim.rlim_cur as u64, lim.rlim_max as u64)
+        (wide(lim.rlim_cur), wide(lim.rlim_max))
     }
 
     #[test]
