@@ -52,8 +52,15 @@ impl<'a> NewNode<'a> {
     }
 }
 
-const NODE_COLS: &str =
-    "id, name, hostname, kind, os, arch, agent_version, labels, location, interval_s, created_at, last_seen, latest";
+/// The columns `node_row` reads, but the last (`latest`).
+macro_rules! node_cols {
+    () => {
+        "id, name, hostname, kind, os, arch, agent_version, labels, location, interval_s, created_at, last_seen"
+    };
+}
+const NODE_COLS: &str = concat!(node_cols!(), ", latest");
+/// Lists leave the latest snapshot out.
+const NODE_LIST_COLS: &str = concat!(node_cols!(), ", NULL");
 
 fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
     let labels: String = r.get(7)?;
@@ -169,10 +176,9 @@ impl Store {
     /// read, copied and freed at each dashboard refresh, which left the
     /// daemon's heap that much bigger (docs/BENCHMARKS.md §2).
     pub fn nodes(&self) -> rusqlite::Result<Vec<Node>> {
-        let cols = NODE_COLS.replace(", latest", ", NULL");
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {cols} FROM nodes ORDER BY name, id"))?;
+            .prepare(&format!("SELECT {NODE_LIST_COLS} FROM nodes ORDER BY name, id"))?;
         let rows = st.query_map([], node_row)?;
         rows.map(|r| {
             r.map(|mut n| {
