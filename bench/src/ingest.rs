@@ -355,8 +355,15 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
             );
             for (label, h) in ["default", "window0"].iter().zip(http) {
                 let ratio = 100.0 * h / raw;
+                // The target holds the daemon's capacity (commits back to back)
+                // under batched requests to the batched-insert ceiling. With the
+                // default window, commits are paced a second apart on purpose;
+                // with one snapshot per request, the HTTP exchange is measured.
+                let held = *label == "window0" && name != "single";
                 if full {
                     r.info(&format!("ingest.ratio.{label}.{name}.vs_store_path"), ratio, "%");
+                } else if !held {
+                    r.info(&format!("ingest.ratio.{label}.{name}.vs_rows_only"), ratio, "%");
                 } else {
                     r.target(
                         &format!("ingest.ratio.{label}.{name}.vs_rows_only"),
