@@ -50,10 +50,10 @@ struct Pending {
 }
 
 /// Once this many snapshots wait, they are committed without waiting for
-/// their deadlines or the commit window. Past ~130 snapshots a commit saves little more disk
-/// (docs/BENCHMARKS.md §4), while each waiting request holds memory (~20 KB
-/// with its connection's thread): 500 agents allowing 20 s would otherwise
-/// keep ~330 waiting.
+/// their deadlines or the commit window. Past ~130 snapshots a commit saves
+/// little more disk (docs/BENCHMARKS.md §4), while each waiting request
+/// holds memory (~20 KB with its connection's thread): 500 agents allowing
+/// 20 s would otherwise keep ~330 waiting.
 pub const COMMIT_AT_WAITING: usize = 128;
 
 /// `cairn_wire::COMMIT_WITHIN_HEADER` as `HttpRequest::header` looks it up.
@@ -187,9 +187,10 @@ pub fn commit_due(
 /// Commits are spaced at least `commit_window_ms` apart: when idle, a
 /// snapshot is committed at once; under load, everything that arrives within
 /// the window shares one commit, until `COMMIT_AT_WAITING` snapshots wait
-/// (a backfill storm), which go at the next turn. Each commit writes at least one 4 KiB page
-/// per table it touches, so the commit size, not the row size, sets the disk
-/// writes per snapshot (and SD-card wear) at homelab rates.
+/// (a backfill storm), which go at the next turn. Each commit writes at
+/// least one 4 KiB page per table it touches, so the commit size, not the
+/// row size, sets the disk writes per snapshot (and SD-card wear) at
+/// homelab rates.
 ///
 /// An agent may let its snapshot wait longer (`Cairn-Commit-Within`): its
 /// copy stays in its own spool until the reply, so nothing is at risk, and a
