@@ -28,14 +28,8 @@ fn wide(v: libc::rlim_t) -> u64 {
     v as u64
 }
 
-/// The soft limit `max_connections` needs.
-pub fn needed(max_connections: usize) -> u64 {
-    (max_connections as u64).saturating_mul(2) + BESIDES_CONNECTIONS
-}
-
-/// Raises the soft open-file limit to `need`, or to the hard limit if that
-/// is lower; never lowers it.
-pub fn raise_to(need: u64) -> Result<Raised, String> {
+/// (soft, hard) open-file limits of this process.
+fn current() -> Result<(u64, u64), String> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -47,7 +41,18 @@ pub fn raise_to(need: u64) -> Result<Raised, String> {
             std::io::Error::last_os_error()
         ));
     }
-    let (before, hard) = (wide(lim.rlim_cur), wide(lim.rlim_max));
+    Ok((wide(lim.rlim_cur), wide(lim.rlim_max)))
+}
+
+/// The soft limit `max_connections` needs.
+pub fn needed(max_connections: usize) -> u64 {
+    (max_connections as u64).saturating_mul(2) + BESIDES_CONNECTIONS
+}
+
+/// Raises the soft open-file limit to `need`, or to the hard limit if that
+/// is lower; never lowers it.
+pub fn raise_to(need: u64) -> Result<Raised, String> {
+    let (before, hard) = current()?;
     let want = need.min(hard);
     if before >= want {
         return Ok(Raised {
@@ -56,7 +61,10 @@ pub fn raise_to(need: u64) -> Result<Raised, String> {
             hard,
         });
     }
-    lim.rlim_cur = want as libc::rlim_t;
+    let lim = libc::rlimit {
+        rlim_cur: want as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
     // SAFETY: setrlimit reads the struct we pass.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
         return Err(format!(
@@ -92,18 +100,9 @@ pub fn prepare(max_connections: usize) {
 mod tests {
     use super::*;
 
-    fn soft_and_hard() -> (u64, u64) {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        (wide(lim.rlim_cur), wide(lim.rlim_max))
-    }
-
     #[test]
     fn the_soft_limit_rises_to_the_need_capped_by_the_hard_limit_and_never_falls() {
-        let (soft, hard) = soft_and_hard();
+        let (soft, hard) = current().unwrap();
         // Lower the soft limit a little, so that there is room to raise it
         // whatever this machine's limits are (other tests in this process
         // keep far fewer files open).
@@ -116,7 +115,7 @@ mod tests {
 
         let r = raise_to(lowered + 4).unwrap();
         assert_eq!((r.before, r.now, r.hard), (lowered, lowered + 4, hard));
-        assert_eq!(soft_and_hard().0, lowered + 4);
+        assert_eq!(current().unwrap().0, lowered + 4);
 
         // Asking for less changes nothing.
         let r = raise_to(lowered).unwrap();
@@ -125,7 +124,7 @@ mod tests {
         // Asking for more than the hard limit stops at it.
         let r = raise_to(u64::MAX).unwrap();
         assert_eq!(r.now, hard);
-        assert_eq!(soft_and_hard(), (hard, hard));
+        assert_eq!(current().unwrap(), (hard, hard));
     }
 
     #[test]

@@ -56,7 +56,6 @@ fn esc(s: &str) -> String {
 pub fn metrics(ctx: &mut Ctx, _: &Call) -> ApiResult {
     let now = clock::now();
     let nodes = ctx.store.nodes()?;
-    let latest = ctx.store.latest_samples();
     let mut out = String::new();
     let labels = |n: &crate::store::nodes::Node| format!("node=\"{}\",name=\"{}\"", esc(&n.id), esc(&n.name));
     let _ = writeln!(
@@ -83,9 +82,10 @@ pub fn metrics(ctx: &mut Ctx, _: &Call) -> ApiResult {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
         for n in &nodes {
-            if let Some(v) = latest
-                .get(&n.id)
-                .and_then(|s| s.values[i])
+            if let Some(v) = ctx
+                .store
+                .latest(&n.id)
+                .and_then(|l| l.sample.values[i])
                 .filter(|v| v.is_finite())
             {
                 let _ = writeln!(out, "{name}{{{}}} {v}", labels(n));

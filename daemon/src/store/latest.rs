@@ -209,13 +209,4 @@ impl Store {
         }
         Ok(dirty.len())
     }
-
-    /// Each node's newest sample (the node list's summary).
-    pub fn latest_samples(&self) -> HashMap<String, Sample> {
-        self.latest
-            .map
-            .iter()
-            .map(|(id, l)| (id.clone(), l.sample.clone()))
-            .collect()
-    }
 }
