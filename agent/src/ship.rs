@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_wire::IngestBatch;
+use cairn_wire::{IngestBatch, Snapshot};
 
 use crate::client::{Client, SendError};
 use crate::spool::{Entry, Spool};
@@ -91,7 +91,8 @@ impl Shipper {
                 break;
             }
             let n = items.len();
-            let (entries, snapshots): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+            let (entries, mut snapshots): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+            keep_processes_of_the_newest(&mut snapshots);
             match self
                 .client
                 .ingest(&self.token, &IngestBatch { snapshots }, within_s)
@@ -172,6 +173,21 @@ impl Shipper {
             self.down_since_warned = false;
         }
         out
+    }
+}
+
+/// cairnd shows the newest snapshot of a request in full and keeps only the
+/// figures it charts of the others, never their process lists (docs/API.md):
+/// a backfill sends the list with the newest only. That is a fifth of each
+/// older snapshot the link and the server's parser no longer carry.
+fn keep_processes_of_the_newest(snapshots: &mut [Snapshot]) {
+    // The agent writes every timestamp in one RFC 3339 form, so the text
+    // orders them; several may share the newest second after a clock step.
+    let Some(newest) = snapshots.iter().map(|s| s.timestamp.clone()).max() else {
+        return;
+    };
+    for s in snapshots.iter_mut().filter(|s| s.timestamp != newest) {
+        s.processes = Vec::new();
     }
 }
 
@@ -311,6 +327,49 @@ pub(crate) mod tests {
         assert_eq!(sizes, vec![100, 100, 50]);
         assert_eq!(timestamps(&seen[0].body)[0], "t0000");
         assert_eq!(timestamps(&seen[2].body)[49], "t0249");
+    }
+
+    #[test]
+    fn a_batch_carries_the_process_list_of_its_newest_snapshot_only() {
+        let server = FakeServer::start(vec![ok(30)]);
+        let d = Dir(std::env::temp_dir().join(format!("cairn-ship-procs-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&d.0);
+        let mut spool = Spool::open(&d.0, 1 << 24).unwrap();
+        let with_processes = |t: &str| Snapshot {
+            timestamp: t.into(),
+            processes: vec![cairn_wire::Process {
+                pid: 1,
+                name: "init".into(),
+                cpu_percent: 0.5,
+                memory_bytes: 4096,
+            }],
+            ..Snapshot::default()
+        };
+        // Appended out of time order, as after a clock step: the newest is
+        // the second.
+        for t in [
+            "2026-12-07T10:00:00Z",
+            "2026-12-07T10:02:00Z",
+            "2026-12-07T10:01:00Z",
+        ] {
+            spool.append(&with_processes(t)).unwrap();
+        }
+        let mut ship = Shipper::new(Client::new(&server.url, None).unwrap(), "tok".into());
+        assert_eq!(ship.flush(&mut spool, &AtomicBool::new(false)).sent, 3);
+        let has_list = |body: &serde_json::Value| -> Vec<bool> {
+            body["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["processes"][0]["name"] == "init")
+                .collect()
+        };
+        assert_eq!(has_list(&server.seen()[0].body), vec![false, true, false]);
+
+        // A live snapshot, alone in its request, keeps its list.
+        spool.append(&with_processes("2026-12-07T10:03:00Z")).unwrap();
+        assert_eq!(ship.flush(&mut spool, &AtomicBool::new(false)).sent, 1);
+        assert_eq!(has_list(&server.seen()[1].body), vec![true]);
     }
 
     #[test]
