@@ -554,7 +554,7 @@ pub enum Detail {
 
 /// Validates a snapshot and derives its stored rows.
 pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result<Item, ApiError> {
-    batch_item(snap, detail, prefix, now, None)
+    batch_item(&snap, detail, prefix, now, None)
 }
 
 /// `to_item` for a snapshot of a batch; `previous` is the time of the one
@@ -564,7 +564,7 @@ pub fn to_item(snap: Snapshot, detail: Detail, prefix: &str, now: i64) -> Result
 /// order), so its item goes without them: under a backfill those copies
 /// were four of the ten blocks the parse threads allocated per snapshot.
 pub fn batch_item(
-    snap: Snapshot,
+    snap: &Snapshot,
     detail: Detail,
     prefix: &str,
     now: i64,
@@ -584,18 +584,18 @@ pub fn batch_item(
     if ts < 946_684_800 {
         return Err(tfield("is before the year 2000".into()));
     }
-    validate::snapshot(&snap, prefix)?;
-    let sample = sample_of(ts, &snap);
+    validate::snapshot(snap, prefix)?;
+    let sample = sample_of(ts, snap);
     let rows = previous.is_none_or(|p| crate::store::latest::new_detail_bucket(p, ts));
     let (disks, nets) = if rows {
-        detail_rows(&snap)
+        detail_rows(snap)
     } else {
         Default::default()
     };
     let latest = match detail {
         Detail::Json(v) => Some(v.to_string()),
         Detail::Text(t) => Some(t),
-        Detail::Modelled => serde_json::to_string(&snap).ok(),
+        Detail::Modelled => serde_json::to_string(snap).ok(),
         Detail::Skip => None,
     };
     Ok(Item {
@@ -821,7 +821,7 @@ mod tests {
         let trimmed: Vec<Item> = stamps
             .iter()
             .map(|&ts| {
-                let item = batch_item(with_rows(ts), Detail::Skip, "", NOW, previous).unwrap();
+                let item = batch_item(&with_rows(ts), Detail::Skip, "", NOW, previous).unwrap();
                 previous = Some(ts);
                 item
             })
