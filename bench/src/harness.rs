@@ -3,7 +3,8 @@
 //! /proc readers, percentiles and the result table.
 
 use cairn_wire::{
-    Cpu, Disk, DiskIo, IngestBatch, Load, Memory, NetIf, PiThrottle, Snapshot, SystemInfo, Temperature,
+    Cpu, Disk, DiskIo, IngestBatch, Load, Memory, NetIf, PiThrottle, Process, Snapshot, SystemInfo,
+    Temperature,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -524,13 +525,16 @@ pub fn signal(pid: u32, sig: i32) {
 /// A Raspberry-Pi-like snapshot (the shape of the example in docs/API.md: 4
 /// cores, one disk, one block device, one interface, one sensor, Pi flags)
 /// for node `node` at `ts`, with values that wander so rollups are non-trivial.
+/// Written as cairn-agent writes one: its top five processes, and every
+/// float rounded to two decimals (17-digit floats made the body a fifth
+/// longer and cheaper per byte to parse than an agent's; docs/BENCHMARKS.md §1).
 pub fn snapshot(node: usize, ts: i64) -> Snapshot {
     let phase = ((ts / 30) as usize + node * 13) % 120;
     let wave = phase as f64 / 120.0;
     let cpu = 3.0 + 70.0 * wave;
     let total = 8_000_000_000u64;
     let used = 1_500_000_000 + (wave * 3_000_000_000.0) as u64;
-    Snapshot {
+    let mut s = Snapshot {
         timestamp: cairnd::clock::rfc3339(ts),
         hostname: format!("bench-{node:04}"),
         system: SystemInfo {
@@ -594,18 +598,68 @@ pub fn snapshot(node: usize, ts: i64) -> Snapshot {
             critical_celsius: None,
         }],
         pi: Some(PiThrottle::from_raw(0)),
-        processes: Vec::new(),
+        processes: top_processes(wave),
+    };
+    round_like_the_agent(&mut s);
+    s
+}
+
+/// Five processes, as cairn-agent reports its top five by CPU.
+fn top_processes(wave: f64) -> Vec<Process> {
+    ["cairn-agent", "systemd", "sshd", "dockerd", "containerd"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Process {
+            pid: 100 + 37 * i as u32,
+            name: (*name).into(),
+            cpu_percent: 12.0 * wave / (i + 1) as f64,
+            memory_bytes: 4_000_000 + 1_000_000 * i as u64,
+        })
+        .collect()
+}
+
+/// cairn-agent's `round2` on every float it sends.
+fn round_like_the_agent(s: &mut Snapshot) {
+    let two = |x: &mut f64| *x = (*x * 100.0).round() / 100.0;
+    two(&mut s.cpu.total_percent);
+    s.cpu.per_core.iter_mut().for_each(two);
+    two(&mut s.memory.used_percent);
+    two(&mut s.memory.swap_percent);
+    for x in [&mut s.load.load1, &mut s.load.load5, &mut s.load.load15] {
+        two(x);
     }
+    s.disks.iter_mut().for_each(|d| two(&mut d.used_percent));
+    for d in &mut s.disk_io {
+        for x in [
+            &mut d.read_bytes_per_s,
+            &mut d.write_bytes_per_s,
+            &mut d.reads_per_s,
+            &mut d.writes_per_s,
+        ] {
+            two(x);
+        }
+    }
+    for n in &mut s.net {
+        two(&mut n.rx_bytes_per_s);
+        two(&mut n.tx_bytes_per_s);
+    }
+    s.temperatures.iter_mut().for_each(|t| two(&mut t.celsius));
+    s.processes.iter_mut().for_each(|p| two(&mut p.cpu_percent));
 }
 
 pub fn single_body(node: usize, ts: i64) -> Vec<u8> {
     serde_json::to_vec(&snapshot(node, ts)).expect("snapshot serialises")
 }
 
+/// A backfill request as cairn-agent sends one: oldest first, the process
+/// list with the newest snapshot only.
 pub fn batch_body(node: usize, ts: impl Iterator<Item = i64>) -> Vec<u8> {
-    let b = IngestBatch {
+    let mut b = IngestBatch {
         snapshots: ts.map(|t| snapshot(node, t)).collect(),
     };
+    if let Some((_, older)) = b.snapshots.split_last_mut() {
+        older.iter_mut().for_each(|s| s.processes.clear());
+    }
     serde_json::to_vec(&b).expect("batch serialises")
 }
 
