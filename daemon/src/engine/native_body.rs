@@ -107,6 +107,17 @@ impl<'de> serde::Deserialize<'de> for Scratch {
     }
 }
 
+/// Empties `SCRATCH` when dropped: its blocks are reused within one batch
+/// only, so that one odd snapshot (a list of thousands, say) does not keep
+/// its memory on the parse thread after its request.
+struct ClearScratch;
+
+impl Drop for ClearScratch {
+    fn drop(&mut self) {
+        drop(SCRATCH.take());
+    }
+}
+
 /// A batch's items, the newest keeping its detail JSON (its own text, as it
 /// is when written without blanks); `raws[i]` is item i's text.
 fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> {
@@ -141,6 +152,7 @@ fn with_newest_detail(raws: &[&str], mut items: Vec<Item>) -> Option<Vec<Item>> 
 /// refuse for its depth is left to it.
 fn agent_batch(text: &str, now: i64) -> Option<(Vec<&str>, Vec<Item>)> {
     let inner = text.strip_prefix(r#"{"snapshots":["#)?.strip_suffix("]}")?;
+    let _clear = ClearScratch;
     // No snapshot is shorter than 37 bytes (its timestamp and a comma), so
     // this many can never be too few; but 500 items are ~170 KB, a block
     // that gets its own mapping, paid for in page faults and an unmap on the
@@ -438,6 +450,11 @@ mod tests {
         assert_eq!(items[1].system, Default::default());
         assert!(items[1].disks.is_empty() && items[1].nets.is_empty());
         assert_eq!(items[2].disks.len(), 1);
+        // Nothing is kept for the next request.
+        assert_eq!(
+            SCRATCH.with_borrow(|s| s.disks.capacity() + s.timestamp.capacity()),
+            0
+        );
     }
 
     const SINGLE: &str = r#"{"timestamp":"2026-11-23T14:49:00Z","cpu":{"total_percent":12.5,"per_core":[10,15]},"docker":{"n":1,"c":[{"id":"a"}]},"zfs":null,"disks":[{"mount":"/","used_percent":5}]}"#;
