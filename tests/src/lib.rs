@@ -341,7 +341,16 @@ impl Daemon {
             }
             std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
                 .ok()
-                .filter(|_| client.get("/healthz", None).status == 200)
+                // While nobody listens, a connect to a port of the ephemeral
+                // range can meet itself (TCP simultaneous open, when the
+                // kernel picks that very port as the source): not cairnd.
+                .filter(|s| s.local_addr().ok() != s.peer_addr().ok())
+                // Not answering yet is not a failure: keep polling.
+                .filter(|_| {
+                    client
+                        .try_send("GET", "/healthz", &[], None)
+                        .is_ok_and(|r| r.status == 200)
+                })
         });
     }
 
