@@ -271,9 +271,7 @@ fn phases(
     // Backfill batches of 50, 30 s apart, two days back.
     *base = unix_now() - 2 * 86400 + 3600;
     let basev = *base;
-    let batched = drive(&d, &agents, secs, BATCH_MAX, |node, k| {
-        batch_body(node, (k * BATCH..(k + 1) * BATCH).map(|j| basev + j as i64 * 30))
-    })?;
+    let batched = drive(&d, &agents, secs, BATCH_MAX, backfill_request(basev))?;
     report(r, &format!("{label}.batch50"), &batched);
     r.info(
         &format!("ingest.{label}.daemon_vmhwm"),
@@ -313,7 +311,7 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     // The window-0 run's snapshots, in the same order, straight into a Store.
     let dir = env.fresh_dir("ingest-raw")?;
     let single_reqs = request_order(&single.per_node, 1, &|j| t0 + j as i64);
-    let batch_reqs = request_order(&batched.per_node, BATCH, &|j| base + j as i64 * 30);
+    let batch_reqs = request_order(&batched.per_node, BATCH, &|j| backfill_ts(base, j));
     for (name, reqs, http) in [
         ("single", &single_reqs, [rate(&s_def), rate(&single)]),
         ("batch50", &batch_reqs, [rate(&b_def), rate(&batched)]),
@@ -385,19 +383,15 @@ fn paired(env: &Env, r: &mut Results) -> Res<()> {
         // the batch phase above runs on a daemon that has taken the
         // single phase already.
         let early = unix_now() - 3 * 86400 + 3600;
-        drive(&d, &agents, secs, WARM_UP_REQUESTS, |node, k| {
-            batch_body(node, (k * BATCH..(k + 1) * BATCH).map(|j| early + j as i64 * 30))
-        })?;
+        drive(&d, &agents, secs, WARM_UP_REQUESTS, backfill_request(early))?;
         // Two days back, as in the batch phase above.
         let base = unix_now() - 2 * 86400 + 3600;
-        let batched = drive(&d, &agents, secs, BATCH_MAX, |node, k| {
-            batch_body(node, (k * BATCH..(k + 1) * BATCH).map(|j| base + j as i64 * 30))
-        })?;
+        let batched = drive(&d, &agents, secs, BATCH_MAX, backfill_request(base))?;
         let wm = rollup_watermark(&d)?;
         d.stop()?;
         let rate = batched.acked as f64 / batched.elapsed.as_secs_f64();
         let ids: Vec<String> = agents.into_iter().map(|(id, _)| id).collect();
-        let reqs = request_order(&batched.per_node, BATCH, &|j| base + j as i64 * 30);
+        let reqs = request_order(&batched.per_node, BATCH, &|j| backfill_ts(base, j));
         let db = dir.join("raw.db");
         let (snaps, _, took) = raw_ceiling(&db, &ids, wm, &reqs, false)?;
         let raw = snaps as f64 / took.as_secs_f64();
@@ -424,6 +418,16 @@ fn paired(env: &Env, r: &mut Results) -> Res<()> {
         false,
     );
     Ok(())
+}
+
+/// A node's k-th backfill request: `BATCH` snapshots 30 s apart from `base`.
+fn backfill_request(base: i64) -> impl Fn(usize, usize) -> Vec<u8> + Sync {
+    move |node, k| batch_body(node, (k * BATCH..(k + 1) * BATCH).map(|j| backfill_ts(base, j)))
+}
+
+/// The time of a node's j-th backfilled snapshot.
+fn backfill_ts(base: i64, j: usize) -> i64 {
+    base + j as i64 * 30
 }
 
 /// The daemon's 1-minute rollup watermark, which the ceiling starts from.
