@@ -71,7 +71,7 @@ if wants agent; then
     fi
     if [ -z "${AGENT:-}" ]; then
         MUSL="$ROOT/target/x86_64-unknown-linux-musl/release/cairn-agent"
-        if [ "${NO_BUILD:-0}" != 1 ] && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        if [ "${NO_BUILD:-0}" != 1 ] && rustup target list --installed 2>/dev/null | grep -x x86_64-unknown-linux-musl >/dev/null; then
             # ring needs a C compiler for the target: zig (cross/setup.sh) or musl-gcc.
             if command -v cargo-zigbuild >/dev/null 2>&1; then
                 say "building a static x86_64 musl cairn-agent with cargo zigbuild"

@@ -141,10 +141,10 @@ check_static() {
     if [ "${triple#armv7}" != "$triple" ]; then
         grep -q "hard-float ABI" <<<"$hdr" || die "$f: armv7 binary is not hard-float"
     fi
-    if readelf -lW "$f" | grep -q 'INTERP'; then
+    if readelf -lW "$f" | grep 'INTERP' >/dev/null; then
         die "$f is dynamically linked (has a PT_INTERP program header)"
     fi
-    if readelf -dW "$f" 2>/dev/null | grep -q '(NEEDED)'; then
+    if readelf -dW "$f" 2>/dev/null | grep '(NEEDED)' >/dev/null; then
         die "$f needs shared libraries: $(readelf -dW "$f" | grep '(NEEDED)' | tr -s ' ' | tr '\n' ';')"
     fi
     kind="$(sed -n 's/^ *Type: *\([A-Z]*\).*/\1/p' <<<"$hdr")"

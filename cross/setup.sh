@@ -35,7 +35,7 @@ for t in "${RUST_TARGETS[@]}"; do
         rustup target add "$t"
     fi
 done
-if rustup component list --installed | grep -q '^rust-src'; then
+if rustup component list --installed | grep '^rust-src' >/dev/null; then
     say "rust component rust-src: present"
 else
     say "rust component rust-src: installing"

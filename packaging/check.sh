@@ -32,6 +32,15 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Under `set -o pipefail`, `producer | grep -q` fails at random: grep leaves
+# at the first match and the producer, still writing, dies of SIGPIPE (it
+# once made the SD-card tool call a good image unreadable). Use
+# `grep PATTERN >/dev/null`, which reads to the end.
+say "shell scripts: no pipe into grep -q under pipefail"
+bad_pipes="$(git ls-files '*.sh' | xargs grep -l 'pipefail' \
+    | xargs grep -nE '(^|[^|])\|[[:space:]]*grep[[:space:]]+-[a-zA-Z]*q' | grep -vE '^[^:]+:[0-9]+:[[:space:]]*#' || true)"
+[ -z "$bad_pipes" ] || { say "pipes into grep -q (SIGPIPE under pipefail):"; printf '%s\n' "$bad_pipes"; exit 1; }
+
 say "building packages"
 bash packaging/build.sh --no-build
 
@@ -50,7 +59,7 @@ python3 packaging/verify_apk.py --self-test dist
 say "OpenRC scripts"
 for f in openrc/cairnd openrc/cairn-agent openrc/cairnd.confd openrc/cairn-agent.confd; do
     sh -n "$f" && dash -n "$f"
-    case "$f" in *.confd) ;; *) head -n 1 "$f" | grep -qx '#!/sbin/openrc-run' || { say "$f: not an openrc-run script"; exit 1; } ;; esac
+    case "$f" in *.confd) ;; *) head -n 1 "$f" | grep -x '#!/sbin/openrc-run' >/dev/null || { say "$f: not an openrc-run script"; exit 1; } ;; esac
 done
 say "OpenRC scripts: syntax ok"
 

@@ -37,7 +37,7 @@ else
 fi
 
 for u in cairnd cairn; do
-    if in_root getent passwd "$u" | grep -q ':/usr/sbin/nologin$'; then ok "system user $u (nologin)"; else bad "no system user $u"; fi
+    if in_root getent passwd "$u" | grep ':/usr/sbin/nologin$' >/dev/null; then ok "system user $u (nologin)"; else bad "no system user $u"; fi
 done
 expect_stat /usr/bin/cairnd "755 root:root"
 expect_stat /usr/bin/cairn-agent "755 root:root"
@@ -215,7 +215,7 @@ for a in arm64:qemu-aarch64-static armhf:qemu-arm-static; do
     fi
     in_root dpkg --purge cairn-agent >/dev/null 2>&1 || true
     if in_root dpkg -i "/root/debs/cairnd_${VERSION}-1_${arch}.deb" >"$R/tmp/dpkgd-$arch.log" 2>&1 \
-        && "$qemu" "$R/usr/bin/cairnd" version | grep -q '^cairnd '; then
+        && "$qemu" "$R/usr/bin/cairnd" version | grep '^cairnd ' >/dev/null; then
         ok "dpkg -i cairnd ($arch); cairnd version under $qemu"
     else
         bad "cairnd ($arch): $(tail -c 400 "$R/tmp/dpkgd-$arch.log")"

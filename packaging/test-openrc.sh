@@ -80,7 +80,7 @@ if rc cairn-agent start >"$R/tmp/astart.log" 2>&1 && [ -n "$NODE" ] && poll 90 n
 else
     bad "cairn-agent start: $(tail -c 400 "$R/tmp/astart.log"); log: $(tail -c 400 "$R/var/log/cairn-agent/cairn-agent.log" 2>/dev/null)"
 fi
-rc cairn-agent status 2>&1 | grep -q started && ok "rc status cairn-agent: started" || bad "cairn-agent status not started"
+rc cairn-agent status 2>&1 | grep started >/dev/null && ok "rc status cairn-agent: started" || bad "cairn-agent status not started"
 
 # install.sh with OpenRC running (systemctl moved aside: this chroot has both).
 # install.sh starts the service the normal way (no --nodeps), so the chroot

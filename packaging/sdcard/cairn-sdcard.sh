@@ -243,9 +243,16 @@ find_partitions() {
     [ "$fstype" = vfat ] || die "$IMAGE: partition 1 (boot) is ${fstype:-not a recognised filesystem}, not FAT"
     ROOT_SPEC="$IMAGE?offset=$root_off"
     # e2fsprogs before 1.42 do not know ?offset= and would see no
-    # superblock: say so instead of writing somewhere else.
-    dbg -R "stats" "$ROOT_SPEC" | grep -q 'Filesystem magic number: *0xEF53' \
+    # superblock: say so instead of writing somewhere else. The output is
+    # taken whole first: piped into `grep -q`, which leaves at the first
+    # match, the writer could die of SIGPIPE and pipefail would call a good
+    # image unreadable (seen once in CI); and DBG_ERR set in a pipeline's
+    # subshell would be lost.
+    local stats
+    stats="$(dbg -R "stats" "$ROOT_SPEC")" \
         || die "debugfs cannot open the root partition at byte $root_off (${DBG_ERR:-}); e2fsprogs 1.42 or newer is needed"
+    grep 'Filesystem magic number: *0xEF53' <<<"$stats" >/dev/null \
+        || die "debugfs sees no ext4 superblock at byte $root_off; e2fsprogs 1.42 or newer is needed"
 }
 
 check_root_dir() {
