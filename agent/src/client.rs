@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_wire::{CheckResults, EnrollReply, EnrollRequest, IngestBatch, IngestReply};
+use cairn_wire::{CheckResults, EnrollReply, EnrollRequest, IngestReply, OutgoingBatch};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole request, DNS to last body byte.
@@ -84,7 +84,7 @@ impl Client {
     pub fn ingest(
         &self,
         token: &str,
-        batch: &IngestBatch,
+        batch: &OutgoingBatch,
         commit_within_s: u32,
     ) -> Result<IngestReply, SendError> {
         let body = serde_json::to_vec(batch)

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_wire::{IngestBatch, Snapshot};
+use cairn_wire::OutgoingBatch;
 
 use crate::client::{Client, SendError};
 use crate::spool::{Entry, Spool};
@@ -91,11 +91,14 @@ impl Shipper {
                 break;
             }
             let n = items.len();
-            let (entries, mut snapshots): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
-            keep_processes_of_the_newest(&mut snapshots);
+            let (entries, snapshots): (Vec<Entry>, Vec<_>) = items.into_iter().unzip();
+            // cairnd shows the newest snapshot of a request in full and keeps
+            // only the charted figures of the others (docs/API.md): a
+            // backfill sends them as just that, half their size for the link
+            // and the server's parser.
             match self
                 .client
-                .ingest(&self.token, &IngestBatch { snapshots }, within_s)
+                .ingest(&self.token, &OutgoingBatch::of(&snapshots), within_s)
             {
                 Ok(reply) => {
                     self.auth_error_logged = None;
@@ -173,21 +176,6 @@ impl Shipper {
             self.down_since_warned = false;
         }
         out
-    }
-}
-
-/// cairnd shows the newest snapshot of a request in full and keeps only the
-/// figures it charts of the others, never their process lists (docs/API.md):
-/// a backfill sends the list with the newest only. That is a fifth of each
-/// older snapshot the link and the server's parser no longer carry.
-fn keep_processes_of_the_newest(snapshots: &mut [Snapshot]) {
-    // The agent writes every timestamp in one RFC 3339 form, so the text
-    // orders them; several may share the newest second after a clock step.
-    let Some(newest) = snapshots.iter().map(|s| s.timestamp.clone()).max() else {
-        return;
-    };
-    for s in snapshots.iter_mut().filter(|s| s.timestamp != newest) {
-        s.processes = Vec::new();
     }
 }
 
@@ -330,7 +318,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_batch_carries_the_process_list_of_its_newest_snapshot_only() {
+    fn a_batch_sends_its_newest_snapshot_whole_and_the_others_charted_only() {
         let server = FakeServer::start(vec![ok(30)]);
         let d = Dir(std::env::temp_dir().join(format!("cairn-ship-procs-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(&d.0);
@@ -365,6 +353,13 @@ pub(crate) mod tests {
                 .collect()
         };
         assert_eq!(has_list(&server.seen()[0].body), vec![false, true, false]);
+        // The older ones go as what the server charts of them, no more.
+        let older = &server.seen()[0].body["snapshots"][0];
+        assert!(
+            older.get("system").is_none() && older.get("hostname").is_none(),
+            "{older}"
+        );
+        assert_eq!(older["timestamp"], "2026-12-07T10:00:00Z");
 
         // A live snapshot, alone in its request, keeps its list.
         spool.append(&with_processes("2026-12-07T10:03:00Z")).unwrap();

@@ -3,7 +3,7 @@
 //! /proc readers, percentiles and the result table.
 
 use cairn_wire::{
-    Cpu, Disk, DiskIo, IngestBatch, Load, Memory, NetIf, PiThrottle, Process, Snapshot, SystemInfo,
+    Cpu, Disk, DiskIo, Load, Memory, NetIf, OutgoingBatch, PiThrottle, Process, Snapshot, SystemInfo,
     Temperature,
 };
 use serde_json::Value;
@@ -651,16 +651,11 @@ pub fn single_body(node: usize, ts: i64) -> Vec<u8> {
     serde_json::to_vec(&snapshot(node, ts)).expect("snapshot serialises")
 }
 
-/// A backfill request as cairn-agent sends one: oldest first, the process
-/// list with the newest snapshot only.
+/// A backfill request as cairn-agent sends one: oldest first, the newest
+/// snapshot whole and the others as what the server charts of them.
 pub fn batch_body(node: usize, ts: impl Iterator<Item = i64>) -> Vec<u8> {
-    let mut b = IngestBatch {
-        snapshots: ts.map(|t| snapshot(node, t)).collect(),
-    };
-    if let Some((_, older)) = b.snapshots.split_last_mut() {
-        older.iter_mut().for_each(|s| s.processes.clear());
-    }
-    serde_json::to_vec(&b).expect("batch serialises")
+    let snapshots: Vec<Snapshot> = ts.map(|t| snapshot(node, t)).collect();
+    serde_json::to_vec(&OutgoingBatch::of(&snapshots)).expect("batch serialises")
 }
 
 /// `accepted` of an ingest reply.

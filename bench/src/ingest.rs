@@ -291,6 +291,10 @@ pub fn run(env: &Env, r: &mut Results) -> Res<()> {
     if env.opt("ingest-parse-only", false) {
         return parse_cost(r);
     }
+    // The held figure alone, for comparing two daemons in alternation.
+    if env.opt("ingest-paired-only", false) {
+        return paired(env, r);
+    }
     let n = env.opt("ingest-nodes", 200usize);
     // As configured out of the box (1 s commit window), then with commits
     // back to back (CAIRN_COMMIT_WINDOW_MS=0): what the machinery can take.

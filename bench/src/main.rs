@@ -10,7 +10,7 @@
 //! Everything runs on 127.0.0.1 with temporary data directories under
 //! `--work` (default target/bench/work, on the same disk as the build), and
 //! every loop is bounded. Options (defaults in brackets): ingest-nodes [200],
-//! ingest-seconds [15], rss-nodes [500], rss-hours [24], rss-batch [500],
+//! ingest-seconds [15], ingest-pairs [5], ingest-paired-only [false], rss-nodes [500], rss-hours [24], rss-batch [500],
 //! rss-workers [16], rss-live-seconds [65], query-days [30], query-nodes [100],
 //! query-reps [200], query-rounds [20], disk-nodes [200], disk-history-hours [2],
 //! disk-live-seconds [180], disk-fast-seconds [30], checks-count [1000],

@@ -192,6 +192,148 @@ pub struct IngestBatch {
     pub snapshots: Vec<Snapshot>,
 }
 
+/// A batch as an agent sends it: the newest snapshot whole, every other one
+/// as [`Charted`], which is all cairnd keeps of it (docs/API.md, "What is
+/// kept of a batch"). The server reads both as [`Snapshot`]s.
+#[derive(Serialize)]
+pub struct OutgoingBatch<'a> {
+    pub snapshots: Vec<Outgoing<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Outgoing<'a> {
+    Whole(&'a Snapshot),
+    Charted(Charted<'a>),
+}
+
+impl<'a> OutgoingBatch<'a> {
+    /// Every snapshot with the newest timestamp goes whole (an agent
+    /// writes every timestamp in one RFC 3339 form, so the text orders
+    /// them, and after a clock step several may share the newest second);
+    /// the others go as `Charted`.
+    pub fn of(snapshots: &'a [Snapshot]) -> OutgoingBatch<'a> {
+        let newest = snapshots.iter().map(|s| s.timestamp.as_str()).max();
+        let snapshots = snapshots
+            .iter()
+            .map(|s| match Some(s.timestamp.as_str()) == newest {
+                true => Outgoing::Whole(s),
+                false => Outgoing::Charted(Charted::of(s)),
+            })
+            .collect();
+        OutgoingBatch { snapshots }
+    }
+}
+
+/// The part of a snapshot that cairnd stores when it is not the newest of
+/// its request: the figures its history charts (CPU, memory and swap, load,
+/// the fullest mount, the hottest sensor, network and disk throughput) and
+/// the per-mount and per-interface rows. Under the same field names, so it
+/// reads as a `Snapshot` whose other fields are at their defaults. Half
+/// the bytes of the whole snapshot for a backfill's link and parser.
+#[derive(Serialize)]
+pub struct Charted<'a> {
+    pub timestamp: &'a str,
+    pub cpu: ChartedCpu,
+    pub memory: ChartedMemory,
+    pub load: &'a Load,
+    pub disks: Vec<ChartedDisk<'a>>,
+    pub disk_io: Vec<ChartedDiskIo>,
+    pub net: Vec<ChartedNet<'a>>,
+    pub temperatures: Vec<ChartedTemperature>,
+}
+
+#[derive(Serialize)]
+pub struct ChartedCpu {
+    pub total_percent: f64,
+    pub count: u32,
+}
+
+#[derive(Serialize)]
+pub struct ChartedMemory {
+    pub total_bytes: u64,
+    pub used_percent: f64,
+    pub swap_total_bytes: u64,
+    pub swap_percent: f64,
+}
+
+#[derive(Serialize)]
+pub struct ChartedDisk<'a> {
+    pub mount: &'a str,
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub used_percent: f64,
+}
+
+#[derive(Serialize)]
+pub struct ChartedDiskIo {
+    pub read_bytes_per_s: f64,
+    pub write_bytes_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct ChartedNet<'a> {
+    pub interface: &'a str,
+    pub rx_bytes_per_s: f64,
+    pub tx_bytes_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct ChartedTemperature {
+    pub celsius: f64,
+}
+
+impl<'a> Charted<'a> {
+    pub fn of(s: &'a Snapshot) -> Charted<'a> {
+        Charted {
+            timestamp: &s.timestamp,
+            cpu: ChartedCpu {
+                total_percent: s.cpu.total_percent,
+                count: s.cpu.count,
+            },
+            memory: ChartedMemory {
+                total_bytes: s.memory.total_bytes,
+                used_percent: s.memory.used_percent,
+                swap_total_bytes: s.memory.swap_total_bytes,
+                swap_percent: s.memory.swap_percent,
+            },
+            load: &s.load,
+            disks: s
+                .disks
+                .iter()
+                .map(|d| ChartedDisk {
+                    mount: &d.mount,
+                    total_bytes: d.total_bytes,
+                    used_bytes: d.used_bytes,
+                    used_percent: d.used_percent,
+                })
+                .collect(),
+            disk_io: s
+                .disk_io
+                .iter()
+                .map(|d| ChartedDiskIo {
+                    read_bytes_per_s: d.read_bytes_per_s,
+                    write_bytes_per_s: d.write_bytes_per_s,
+                })
+                .collect(),
+            net: s
+                .net
+                .iter()
+                .map(|n| ChartedNet {
+                    interface: &n.interface,
+                    rx_bytes_per_s: n.rx_bytes_per_s,
+                    tx_bytes_per_s: n.tx_bytes_per_s,
+                })
+                .collect(),
+            temperatures: s
+                .temperatures
+                .iter()
+                .map(|t| ChartedTemperature { celsius: t.celsius })
+                .collect(),
+        }
+    }
+}
+
 /// `POST /api/v1/agent/ingest` reply: what was stored and the agent's config.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 #[serde(default)]

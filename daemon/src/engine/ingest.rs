@@ -851,6 +851,129 @@ mod tests {
         }
     }
 
+    /// A snapshot with every field set, as an agent on a busy host sends it.
+    fn rich(ts: i64, k: f64) -> Snapshot {
+        use cairn_wire::*;
+        Snapshot {
+            timestamp: clock::rfc3339(ts),
+            hostname: "pi".into(),
+            system: SystemInfo {
+                os: "Debian".into(),
+                kernel: "6.1".into(),
+                arch: "aarch64".into(),
+                model: "Raspberry Pi 4".into(),
+                agent_version: "0.1.0".into(),
+            },
+            cpu: Cpu {
+                total_percent: 10.0 + k,
+                per_core: vec![5.0, 15.0 + k],
+                count: 2,
+            },
+            memory: Memory {
+                total_bytes: 4 << 30,
+                used_bytes: 1 << 30,
+                available_bytes: 3 << 30,
+                used_percent: 25.0 + k,
+                swap_total_bytes: 1 << 20,
+                swap_used_bytes: 1 << 10,
+                swap_percent: 0.1,
+            },
+            load: Load {
+                load1: 0.5 + k,
+                load5: 0.4,
+                load15: 0.3,
+            },
+            uptime_seconds: 1000,
+            disks: ["/", "/srv"]
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Disk {
+                    mount: m.to_string(),
+                    device: "/dev/sda1".into(),
+                    fstype: "ext4".into(),
+                    total_bytes: 1 << 40,
+                    used_bytes: 1 << 39,
+                    free_bytes: 1 << 39,
+                    used_percent: 50.0 + i as f64 + k,
+                    inodes_total: 1000,
+                    inodes_used: 10,
+                })
+                .collect(),
+            disk_io: vec![DiskIo {
+                device: "sda".into(),
+                read_bytes_per_s: 100.0 + k,
+                write_bytes_per_s: 200.0,
+                reads_per_s: 1.0,
+                writes_per_s: 2.0,
+            }],
+            net: vec![NetIf {
+                interface: "eth0".into(),
+                rx_bytes_per_s: 300.0 + k,
+                tx_bytes_per_s: 400.0,
+                rx_bytes_total: 5,
+                tx_bytes_total: 6,
+                rx_errors: 0,
+                tx_errors: 1,
+            }],
+            temperatures: vec![Temperature {
+                sensor: "cpu_thermal".into(),
+                celsius: 50.0 + k,
+                high_celsius: Some(80.0),
+                critical_celsius: Some(90.0),
+            }],
+            pi: Some(PiThrottle::from_raw(0x50005)),
+            processes: vec![Process {
+                pid: 1,
+                name: "init".into(),
+                cpu_percent: 0.5,
+                memory_bytes: 4096,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_batch_sent_charted_stores_what_the_whole_batch_stores() {
+        // Across two 5-minute buckets, one timestamp repeated, the newest
+        // in the middle.
+        let t = (NOW - 3600).div_euclid(300) * 300 + 240;
+        let stamps = [t, t + 30, t + 90, t + 60, t + 60];
+        let snaps: Vec<Snapshot> = stamps
+            .iter()
+            .zip(0..)
+            .map(|(&ts, k)| rich(ts, k as f64))
+            .collect();
+        let whole = serde_json::to_vec(&IngestBatch {
+            snapshots: snaps.clone(),
+        })
+        .unwrap();
+        let charted = serde_json::to_vec(&cairn_wire::OutgoingBatch::of(&snaps)).unwrap();
+        assert!(
+            charted.len() * 2 < whole.len() + snaps.len() * 200,
+            "charted {} bytes, whole {}",
+            charted.len(),
+            whole.len()
+        );
+        let key = |i: &Item| {
+            (
+                i.ts,
+                i.sample.clone(),
+                i.disks.clone(),
+                i.nets.clone(),
+                i.latest.clone(),
+                i.cores,
+            )
+        };
+        for parse in [parse_native, crate::engine::native_body::parse_checked] {
+            let a: Vec<_> = parse(&whole, NOW).unwrap().iter().map(key).collect();
+            let b: Vec<_> = parse(&charted, NOW).unwrap().iter().map(key).collect();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            assert!(b[2].4.is_some(), "the newest keeps its detail");
+        }
+        // And stored, row for row.
+        let items = |body: &[u8]| parse_native(body, NOW).unwrap();
+        assert_eq!(stored_detail(items(&whole)), stored_detail(items(&charted)));
+    }
+
     #[test]
     fn a_commit_is_due_at_the_earliest_deadline_but_not_inside_the_window() {
         let t0 = Instant::now();
