@@ -206,18 +206,36 @@ pub fn commit_due(
 /// executor builds the next commit, and serves every other request, while
 /// the disk works. On an SD card an fsync can take
 /// tens of milliseconds; it used to stall the whole API that long, once a
-/// commit. The next commit still waits for the fsync (its turn), so that
-/// what arrives meanwhile shares one commit as before.
+/// commit. Up to `SYNCS_IN_FLIGHT` commits may wait for their fsyncs at
+/// once (each commit takes a turn, given back when its answers are sent).
 pub async fn committer(shared: Shared, wake: async_channel::Receiver<()>) {
     let wal = shared.borrow().store.wal_file().map(|p| p.to_path_buf());
     let (acks, unsynced) = async_channel::unbounded();
-    let turn = std::sync::Arc::new(smol::lock::Semaphore::new(1));
+    let turn = std::sync::Arc::new(smol::lock::Semaphore::new(SYNCS_IN_FLIGHT));
     let sync = move || match &wal {
         Some(path) => sync_file(path),
         None => Ok(()),
     };
     smol::future::zip(commit_loop(shared, wake, acks, turn, sync), acknowledge(unsynced)).await;
 }
+
+/// Commits whose fsync may be running at once. With one, a backfill's
+/// commits alternated with their fsyncs: the next commit began only once
+/// the previous fsync had returned and the executor had answered its
+/// requests (~6 ms a commit on this VM, for a ~1.5 ms fsync), so the
+/// executor stored for less than half the time. With two, the next commit
+/// is written while the previous one syncs (docs/BENCHMARKS.md §1, stop 23).
+///
+/// That is safe: a commit's answers still wait for its own fsync, which
+/// starts after the commit has written its frames, and frames written
+/// meanwhile by the next commit follow them in the WAL (a crash loses
+/// only those, unanswered). SQLite starts the WAL over only once a
+/// checkpoint has copied every frame, and the checkpoint connection
+/// (synchronous=FULL) syncs the WAL before it copies and the database
+/// after, so a commit still waiting for its fsync is on disk by then.
+/// More would split a storm into yet smaller commits, each rewriting the
+/// same index pages to the WAL.
+const SYNCS_IN_FLIGHT: usize = 2;
 
 /// Each request's outcome, and (request, item) for each item that became
 /// its node's latest.
@@ -300,9 +318,9 @@ async fn commit_loop(
             Some(_) => {}
         }
         // A WAL grown past its limit is copied to the database first, so
-        // that this commit starts it over. Then the previous commit's
-        // fsync; then every request task that is already runnable queues
-        // its rows.
+        // that this commit starts it over. Then a turn (no more than
+        // `SYNCS_IN_FLIGHT` commits wait for their fsyncs); then every
+        // request task that is already runnable queues its rows.
         let asked = Instant::now();
         let backlog = shared.borrow().store.wal_backlog();
         if let Some(backlog) = backlog {
@@ -1051,6 +1069,85 @@ mod tests {
             ..Snapshot::default()
         };
         to_item(snap, Detail::Skip, "", ts).expect("an empty snapshot is valid")
+    }
+
+    #[test]
+    fn the_next_commit_is_written_while_the_previous_one_syncs() {
+        use std::sync::{mpsc, Arc, Mutex};
+        let (shared, wake) = crate::app::Ctx::for_tests();
+        let node = crate::store::nodes::NewNode::agent("a", 30);
+        shared.borrow().store.insert_node(&node, 0).unwrap();
+        // Each fsync says it started, then waits to be released (in order).
+        let (started_tx, started) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let sync = move || {
+            let _ = started_tx.send(());
+            gate.lock().unwrap().recv().map_err(std::io::Error::other)
+        };
+        let (acks, unsynced) = async_channel::unbounded();
+        let turns = Arc::new(smol::lock::Semaphore::new(SYNCS_IN_FLIGHT));
+        let ex = smol::LocalExecutor::new();
+        ex.spawn(commit_loop(shared.clone(), wake, acks, turns, sync))
+            .detach();
+        ex.spawn(acknowledge(unsynced)).detach();
+        let stored = || -> i64 {
+            let ctx = shared.borrow();
+            ctx.store
+                .conn
+                .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+                .unwrap()
+        };
+        let submit = |ts: i64| {
+            shared
+                .borrow_mut()
+                .ingest
+                .submit("a".into(), vec![item(ts)], Duration::ZERO)
+        };
+        // Runs the executor until `done` holds (the fsyncs run on other threads).
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                while ex.try_tick() {}
+                if done() {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let r1 = submit(NOW);
+        until("the first commit and its fsync", &|| {
+            stored() == 1 && started.try_recv().is_ok()
+        });
+        let r2 = submit(NOW + 30);
+        until("the second commit, its fsync running", &|| {
+            stored() == 2 && started.try_recv().is_ok()
+        });
+        assert!(
+            r1.try_recv().is_err() && r2.try_recv().is_err(),
+            "answered before an fsync"
+        );
+        // Two commits wait for their fsyncs: a third waits for a turn.
+        let r3 = submit(NOW + 60);
+        let settle = Instant::now() + Duration::from_millis(100);
+        until("a moment", &|| Instant::now() > settle);
+        assert_eq!(stored(), 2, "a third commit while two fsyncs run");
+        release.send(()).unwrap();
+        until("the first answer", &|| !r1.is_empty());
+        assert_eq!(r1.try_recv().unwrap().unwrap(), (1, 0));
+        assert!(
+            r2.try_recv().is_err(),
+            "the second answered with its fsync still running"
+        );
+        until("the third commit", &|| {
+            stored() == 3 && started.try_recv().is_ok()
+        });
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        until("the other answers", &|| !r2.is_empty() && !r3.is_empty());
+        assert_eq!(r2.try_recv().unwrap().unwrap(), (1, 0));
+        assert_eq!(r3.try_recv().unwrap().unwrap(), (1, 0));
     }
 
     #[test]

@@ -102,6 +102,12 @@ impl Checkpointer {
         // Waits out the writer's brief exclusive moments (a WAL restart).
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| format!("configuring the checkpoint connection: {e}"))?;
+        // A checkpoint then syncs the WAL before it copies frames and the
+        // database before the WAL may start over: the committer lets a
+        // commit be written while the previous one still waits for its
+        // fsync (engine::ingest::SYNCS_IN_FLIGHT), and relies on this.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| format!("configuring the checkpoint connection: {e}"))?;
         // One read opens the connection's view of the WAL. This pragma, like
         // the checkpoint call below, never loads the schema: the connection
         // stays at a few KB of SQLite memory.
