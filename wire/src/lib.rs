@@ -216,9 +216,12 @@ impl<'a> OutgoingBatch<'a> {
         let newest = snapshots.iter().map(|s| s.timestamp.as_str()).max();
         let snapshots = snapshots
             .iter()
-            .map(|s| match Some(s.timestamp.as_str()) == newest {
-                true => Outgoing::Whole(s),
-                false => Outgoing::Charted(Charted::of(s)),
+            .map(|s| {
+                if Some(s.timestamp.as_str()) == newest {
+                    Outgoing::Whole(s)
+                } else {
+                    Outgoing::Charted(Charted::of(s))
+                }
             })
             .collect();
         OutgoingBatch { snapshots }
