@@ -971,6 +971,8 @@ mod tests {
             charted.len(),
             whole.len()
         );
+        // Everything an item carries but `system`, which only a request's
+        // newest item gives to its node (`store_items`).
         let key = |i: &Item| {
             (
                 i.ts,
